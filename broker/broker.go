@@ -1,0 +1,296 @@
+// Package broker assembles a running imb: the mochi-mqtt server with imb's identity
+// hook, its listeners (TCP, TLS, WebSocket), optional persistence, and the admin
+// HTTP endpoints (health, readiness, Prometheus metrics). cmd/imb, the dev command,
+// the tests and the load test all start brokers through it.
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.etcd.io/bbolt"
+
+	"imb/authz"
+	"imb/hooks"
+	"imb/introspect"
+)
+
+// Broker is one running imb.
+type Broker struct {
+	cfg      Config
+	log      *slog.Logger
+	server   *mqtt.Server
+	hook     *hooks.Hook
+	sessions *boltSubjects
+	registry *prometheus.Registry
+	admin    *adminServer
+	addrs    map[string]string
+	ready    func(ctx context.Context) error
+
+	mu      sync.Mutex
+	closed  bool
+	stopped chan struct{}
+}
+
+// Start builds the broker from cfg, opens its listeners and serves until Close.
+// The listeners are bound when Start returns, so Addr answers at once.
+func Start(ctx context.Context, cfg Config) (*Broker, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	b := &Broker{cfg: cfg, log: cfg.Logger, addrs: map[string]string{}, stopped: make(chan struct{})}
+	policy := cfg.Policy
+	if policy == nil {
+		p, err := authz.Load(cfg.PolicyFile)
+		if err != nil {
+			return nil, fmt.Errorf("policy: %w", err)
+		}
+		policy = p
+	}
+	validator, ready, err := cfg.validator(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b.ready = ready
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.TopicAliasMaximum = 0 // aliases would reach the ACL as an empty topic (mochi pitfall)
+	caps.MaximumPacketSize = cfg.MaxPacketSize
+	caps.MaximumClientWritesPending = cfg.WritesPending
+	caps.MaximumSessionExpiryInterval = uint32(cfg.MaxSessionExpiry / time.Second)
+	caps.MaximumMessageExpiryInterval = int64(cfg.MessageExpiry / time.Second)
+	caps.MaximumInflight = cfg.MaxInflight
+	if cfg.MaxClients > 0 {
+		caps.MaximumClients = cfg.MaxClients
+	}
+	b.server = mqtt.New(&mqtt.Options{
+		Capabilities:           caps,
+		Logger:                 cfg.Logger.With("component", "mqtt"),
+		SysTopicResendInterval: int64(cfg.SysInterval / time.Second),
+	})
+
+	b.registry = prometheus.NewRegistry()
+	b.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := hooks.NewMetrics(b.registry)
+
+	var storage mqtt.Hook
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+		bh := new(bolt.Hook)
+		// Without fsync a write survives a killed process (it is in the kernel), not a
+		// power cut; DataFsync buys the latter at a disk flush per QoS>0 message.
+		opts := &bolt.Options{
+			Path:    filepath.Join(cfg.DataDir, "mqtt.db"),
+			Options: &bbolt.Options{Timeout: 2 * time.Second, NoSync: !cfg.DataFsync, NoFreelistSync: true},
+		}
+		b.sessions, err = openSubjects(filepath.Join(cfg.DataDir, "sessions.db"), cfg.DataFsync)
+		if err != nil {
+			return nil, err
+		}
+		storage = bh
+		// The identity hook must see the stored clients' usernames before anything
+		// else: register storage after it, but the hook consults storage directly.
+		defer func() {
+			if err != nil {
+				_ = b.sessions.Close()
+			}
+		}()
+		b.hook, err = b.newHook(validator, policy, metrics, storage)
+		if err != nil {
+			return nil, err
+		}
+		if err = b.server.AddHook(b.hook, nil); err != nil {
+			return nil, err
+		}
+		if err = b.server.AddHook(bh, opts); err != nil {
+			return nil, fmt.Errorf("open %s: %w", opts.Path, err)
+		}
+	} else {
+		b.hook, err = b.newHook(validator, policy, metrics, nil)
+		if err != nil {
+			return nil, err
+		}
+		if err = b.server.AddHook(b.hook, nil); err != nil {
+			return nil, err
+		}
+	}
+	metrics.Watch(b.registry, b.hook)
+	if c, ok := validator.(*introspect.Cache); ok {
+		registerCacheMetrics(b.registry, c)
+	}
+
+	if err = b.listen(); err != nil {
+		b.server.Close()
+		return nil, err
+	}
+	if err = b.server.Serve(); err != nil {
+		b.server.Close()
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	if cfg.AdminAddr != "" {
+		b.admin, err = startAdmin(cfg.AdminAddr, b)
+		if err != nil {
+			b.server.Close()
+			return nil, err
+		}
+		b.addrs["admin"] = b.admin.addr
+	}
+	go b.watchPolicy(ctx)
+	b.log.Info("imb broker started", "listeners", b.addrs, "policy", b.hook.Policy().Summary())
+	return b, nil
+}
+
+func (b *Broker) newHook(v hooks.TokenValidator, p *authz.Policy, m *hooks.Metrics, storage mqtt.Hook) (*hooks.Hook, error) {
+	cfg := hooks.Config{
+		Server:             b.server,
+		Validator:          v,
+		Policy:             p,
+		ClientIDBinding:    b.cfg.ClientIDBinding,
+		RequireUsername:    b.cfg.RequireUsername,
+		WillDenied:         hooks.WillPolicy(b.cfg.WillDenied),
+		ValidateTimeout:    b.cfg.ValidateTimeout,
+		RevalidateInterval: b.cfg.RevalidateInterval,
+		Audit:              b.cfg.Audit,
+		Metrics:            m,
+		Storage:            storage,
+	}
+	if b.sessions != nil {
+		cfg.Sessions = b.sessions
+	}
+	return hooks.New(cfg)
+}
+
+// listen binds every configured listener.
+func (b *Broker) listen() error {
+	type spec struct {
+		id, addr, proto string
+		tls, ws         bool
+	}
+	specs := []spec{
+		{"tcp", b.cfg.MQTTAddr, "tcp", false, false},
+		{"tls", b.cfg.TLSAddr, "tcp+tls", true, false},
+		{"ws", b.cfg.WSAddr, "ws", false, true},
+		{"wss", b.cfg.WSSAddr, "wss", true, true},
+	}
+	var tlsConf *tls.Config
+	for _, s := range specs {
+		if s.addr == "" {
+			continue
+		}
+		if s.tls && tlsConf == nil {
+			c, err := b.cfg.tlsConfig()
+			if err != nil {
+				return err
+			}
+			tlsConf = c
+		}
+		ln, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			return fmt.Errorf("listen %s on %s: %w", s.id, s.addr, err)
+		}
+		var l net.Listener = ln
+		switch {
+		case s.ws && s.tls:
+			l = newWSListener(ln, tlsConf, b.cfg.WSOrigins, b.cfg.ConnectDeadline)
+		case s.ws:
+			l = newWSListener(ln, nil, b.cfg.WSOrigins, b.cfg.ConnectDeadline)
+		case s.tls:
+			l = tls.NewListener(ln, tlsConf)
+		}
+		b.addrs[s.id] = ln.Addr().String()
+		if err := b.server.AddListener(newListener(s.id, s.proto, l, b.cfg.ConnectDeadline)); err != nil {
+			return err
+		}
+	}
+	if len(b.addrs) == 0 {
+		return errors.New("no MQTT listener configured")
+	}
+	return nil
+}
+
+// Addr returns the bound address of a listener: "tcp", "tls", "ws", "wss" or
+// "admin"; "" if it is not configured.
+func (b *Broker) Addr(name string) string { return b.addrs[name] }
+
+// Hook returns the identity hook (for tests and the dev command).
+func (b *Broker) Hook() *hooks.Hook { return b.hook }
+
+// Server returns the embedded mochi server.
+func (b *Broker) Server() *mqtt.Server { return b.server }
+
+// Registry returns the Prometheus registry the admin endpoint serves.
+func (b *Broker) Registry() *prometheus.Registry { return b.registry }
+
+// Ready reports whether the broker can take connections: listeners bound and the
+// identity provider's keys or introspection endpoint reachable.
+func (b *Broker) Ready(ctx context.Context) error {
+	if b.ready == nil {
+		return nil
+	}
+	return b.ready(ctx)
+}
+
+// ReloadPolicy reads the policy file again; an invalid file leaves the policy in
+// force untouched and returns why.
+func (b *Broker) ReloadPolicy() error {
+	if b.cfg.PolicyFile == "" {
+		return errors.New("no policy file to reload")
+	}
+	p, err := authz.Load(b.cfg.PolicyFile)
+	if err != nil {
+		b.log.Error("policy reload rejected; the previous policy stays in force", "file", b.cfg.PolicyFile, "error", err)
+		return err
+	}
+	b.hook.SetPolicy(p)
+	b.log.Info("policy reloaded", "file", b.cfg.PolicyFile, "policy", p.Summary())
+	return nil
+}
+
+// Close disconnects every client, stops the listeners and the admin endpoint, and
+// flushes persistence.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	b.mu.Unlock()
+	close(b.stopped)
+	if b.admin != nil {
+		b.admin.close()
+	}
+	err := b.server.Close()
+	if b.sessions != nil {
+		err = errors.Join(err, b.sessions.Close())
+	}
+	return err
+}
+
+// registerCacheMetrics exports the token cache's counters.
+func registerCacheMetrics(reg prometheus.Registerer, c *introspect.Cache) {
+	counter := func(name, help string, f func(introspect.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(f(c.Stats())) })
+	}
+	reg.MustRegister(
+		counter("imb_token_cache_hits_total", "Token validations answered from the cache.", func(s introspect.Stats) uint64 { return s.Hits }),
+		counter("imb_token_cache_misses_total", "Token validations the cache could not answer.", func(s introspect.Stats) uint64 { return s.Misses }),
+		counter("imb_token_upstream_calls_total", "Validations that reached the validator (JWKS check or introspection request).", func(s introspect.Stats) uint64 { return s.Upstream }),
+		counter("imb_token_upstream_errors_total", "Upstream validations that failed because the identity provider was unavailable.", func(s introspect.Stats) uint64 { return s.UpstreamErrors }),
+	)
+}

@@ -1,0 +1,260 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"imb/authz"
+	"imb/hooks"
+	"imb/introspect"
+)
+
+// Config is everything a broker needs. cmd/imb fills it from imb.yaml and flags; the
+// yaml keys are the documented configuration file keys.
+type Config struct {
+	// Listeners. An empty address disables a listener.
+	MQTTAddr  string   `yaml:"mqtt_addr"`  // plain MQTT over TCP (default 127.0.0.1:1883)
+	TLSAddr   string   `yaml:"tls_addr"`   // MQTT over TLS
+	WSAddr    string   `yaml:"ws_addr"`    // MQTT over WebSocket
+	WSSAddr   string   `yaml:"wss_addr"`   // MQTT over WebSocket with TLS
+	WSOrigins []string `yaml:"ws_origins"` // browser Origins allowed on WebSocket (empty: any)
+	AdminAddr string   `yaml:"admin_addr"` // /healthz, /readyz, /metrics (default 127.0.0.1:9100)
+
+	TLSCert     string `yaml:"tls_cert"`      // PEM certificate chain for tls_addr and wss_addr
+	TLSKey      string `yaml:"tls_key"`       // PEM private key
+	TLSClientCA string `yaml:"tls_client_ca"` // PEM CA bundle: when set, client certificates are required
+
+	// Policy.
+	PolicyFile string        `yaml:"policy"` // topics.yaml (default ./topics.yaml)
+	Policy     *authz.Policy `yaml:"-"`      // overrides PolicyFile (tests)
+
+	// Token validation: local JWT validation when Issuer, JWKSURL or JWKSFile is set;
+	// RFC 7662 introspection when IntrospectURL is set (or discovered from Issuer with
+	// client credentials and no JWT key source); both: JWTs of Issuer locally, the rest
+	// introspected.
+	Issuer               string        `yaml:"issuer"`      // OIDC issuer URL; discovery at {issuer}/.well-known/openid-configuration
+	JWKSURL              string        `yaml:"jwks_url"`    // key set URL, instead of discovery
+	JWKSFile             string        `yaml:"jwks_file"`   // local key set file
+	Audience             []string      `yaml:"audience"`    // accepted aud values (empty: aud not checked)
+	Algorithms           []string      `yaml:"algorithms"`  // JWT algorithm allow-list (default ES256 ES384 RS256 PS256 EdDSA)
+	TokenTypes           []string      `yaml:"token_types"` // accepted JWT typ headers (empty: any)
+	IntrospectURL        string        `yaml:"introspect_url"`
+	ClientID             string        `yaml:"client_id"`     // the broker's own OAuth2 client, for introspection
+	ClientSecret         string        `yaml:"client_secret"` // its secret (prefer the IMB_CLIENT_SECRET environment variable)
+	IntrospectAuthMethod string        `yaml:"introspect_auth_method"`
+	RevalidateInterval   time.Duration `yaml:"revalidate_interval"` // revocation re-check of introspected tokens (default 60s; negative: never)
+	ValidateTimeout      time.Duration `yaml:"validate_timeout"`    // one validation at CONNECT/AUTH (default 5s)
+	CacheSize            int           `yaml:"cache_size"`          // validated tokens kept (default 100000; negative: no cache)
+	CacheMaxTTL          time.Duration `yaml:"cache_max_ttl"`       // longest a validation is reused (default 5m; never past exp)
+	NegativeTTL          time.Duration `yaml:"negative_ttl"`        // how long a rejected token stays rejected (default 10s)
+
+	// Identity binding and sessions.
+	ClientIDBinding  []string      `yaml:"client_id_binding"` // default ["{sub}"]
+	RequireUsername  bool          `yaml:"require_username"`  // username must equal the thing id
+	WillDenied       string        `yaml:"will_denied"`       // "reject" (default) or "drop"
+	DataDir          string        `yaml:"data"`              // persistence directory; empty: in memory
+	DataFsync        bool          `yaml:"data_fsync"`        // fsync every write (survives power loss, costs a flush per QoS>0 message)
+	MaxSessionExpiry time.Duration `yaml:"max_session_expiry"`
+	MessageExpiry    time.Duration `yaml:"message_expiry"` // cap on message and retained lifetime (default 0: kept until replaced)
+
+	// Limits.
+	ConnectDeadline time.Duration `yaml:"connect_deadline"` // time to send CONNECT after the TCP/TLS accept (default 10s)
+	MaxPacketSize   uint32        `yaml:"max_packet_size"`  // bytes (default 262144)
+	WritesPending   int32         `yaml:"writes_pending"`   // queued outbound packets per client before drops (default 1024)
+	MaxInflight     uint16        `yaml:"max_inflight"`     // QoS>0 messages in flight per client (default 1024)
+	MaxClients      int64         `yaml:"max_clients"`      // 0: no limit
+	SysInterval     time.Duration `yaml:"sys_interval"`     // $SYS publishing interval (default 30s, at least 10s)
+
+	// Logger receives operational logs; Audit the audit trail (default: Logger).
+	Logger *slog.Logger `yaml:"-"`
+	Audit  *slog.Logger `yaml:"-"`
+	// Validator replaces the validators built from the fields above (tests, load test).
+	Validator hooks.TokenValidator `yaml:"-"`
+}
+
+// Defaults returns a Config with every default filled in.
+func Defaults() Config {
+	return Config{
+		MQTTAddr:           "127.0.0.1:1883",
+		AdminAddr:          "127.0.0.1:9100",
+		PolicyFile:         "topics.yaml",
+		RevalidateInterval: 60 * time.Second,
+		ValidateTimeout:    5 * time.Second,
+		CacheSize:          100_000,
+		CacheMaxTTL:        5 * time.Minute,
+		NegativeTTL:        10 * time.Second,
+		ClientIDBinding:    []string{"{sub}"},
+		WillDenied:         "reject",
+		MaxSessionExpiry:   7 * 24 * time.Hour,
+		ConnectDeadline:    10 * time.Second,
+		MaxPacketSize:      256 << 10,
+		WritesPending:      1024,
+		MaxInflight:        1024,
+		SysInterval:        30 * time.Second,
+	}
+}
+
+// fill puts defaults into zero fields and checks what cannot work.
+func (c *Config) fill() error {
+	d := Defaults()
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Audit == nil {
+		c.Audit = c.Logger.With("log", "audit")
+	}
+	if c.ValidateTimeout <= 0 {
+		c.ValidateTimeout = d.ValidateTimeout
+	}
+	if c.CacheSize == 0 {
+		c.CacheSize = d.CacheSize
+	}
+	if c.CacheMaxTTL <= 0 {
+		c.CacheMaxTTL = d.CacheMaxTTL
+	}
+	if c.NegativeTTL <= 0 {
+		c.NegativeTTL = d.NegativeTTL
+	}
+	if c.ConnectDeadline <= 0 {
+		c.ConnectDeadline = d.ConnectDeadline
+	}
+	if c.MaxPacketSize == 0 {
+		c.MaxPacketSize = d.MaxPacketSize
+	}
+	if c.WritesPending <= 0 {
+		c.WritesPending = d.WritesPending
+	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = d.MaxInflight
+	}
+	if c.MaxSessionExpiry <= 0 {
+		c.MaxSessionExpiry = d.MaxSessionExpiry
+	}
+	if c.SysInterval == 0 {
+		c.SysInterval = d.SysInterval
+	}
+	if c.SysInterval < 10*time.Second {
+		return fmt.Errorf("sys_interval %s: must be at least 10s ($SYS publishing reads memory statistics every tick)", c.SysInterval)
+	}
+	if c.Policy == nil && c.PolicyFile == "" {
+		c.PolicyFile = d.PolicyFile
+	}
+	if (c.TLSAddr != "" || c.WSSAddr != "") && (c.TLSCert == "" || c.TLSKey == "") {
+		return errors.New("tls_addr and wss_addr need tls_cert and tls_key")
+	}
+	if c.Validator == nil && c.Issuer == "" && c.JWKSURL == "" && c.JWKSFile == "" && c.IntrospectURL == "" {
+		return errors.New("no token validation configured: set issuer, jwks_url, jwks_file or introspect_url")
+	}
+	if (c.JWKSURL != "" || c.JWKSFile != "") && c.Issuer == "" {
+		return errors.New("jwks_url and jwks_file need issuer: the iss claim is checked against it")
+	}
+	if c.IntrospectURL != "" && c.ClientID == "" {
+		return errors.New("introspect_url needs client_id (and client_secret): the broker authenticates to the endpoint")
+	}
+	return nil
+}
+
+// tlsConfig loads the server certificate and, when configured, the client CA.
+func (c *Config) tlsConfig() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("tls: load %s and %s: %w", c.TLSCert, c.TLSKey, err)
+	}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.TLSClientCA != "" {
+		pem, err := os.ReadFile(c.TLSClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("tls: client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls: client CA %s: no PEM certificate found", c.TLSClientCA)
+		}
+		conf.ClientCAs = pool
+		conf.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return conf, nil
+}
+
+// validator builds the token validator chain: JWT and/or introspection, behind the
+// cache. The returned function reports readiness.
+func (c *Config) validator(ctx context.Context) (hooks.TokenValidator, func(context.Context) error, error) {
+	if c.Validator != nil {
+		var ready func(context.Context) error
+		if r, ok := c.Validator.(introspect.Readier); ok {
+			ready = r.Ready
+		}
+		return c.Validator, ready, nil
+	}
+	var jv *introspect.JWTValidator
+	var iv *introspect.Introspector
+	var err error
+	if c.JWKSURL != "" || c.JWKSFile != "" || (c.Issuer != "" && c.IntrospectURL == "" && c.ClientID == "") ||
+		(c.Issuer != "" && c.IntrospectURL != "") {
+		jv, err = introspect.NewJWT(ctx, introspect.JWTConfig{
+			Issuer:     c.Issuer,
+			JWKSURL:    c.JWKSURL,
+			JWKSFile:   c.JWKSFile,
+			Audience:   c.Audience,
+			Algorithms: c.Algorithms,
+			Types:      c.TokenTypes,
+			Logger:     c.Logger.With("component", "jwks"),
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("jwt validation: %w", err)
+		}
+	}
+	if c.IntrospectURL != "" || (jv == nil && c.ClientID != "") {
+		iv, err = introspect.NewIntrospection(ctx, introspect.IntrospectionConfig{
+			Endpoint:     c.IntrospectURL,
+			Issuer:       c.Issuer,
+			CheckIssuer:  c.Issuer != "",
+			ClientID:     c.ClientID,
+			ClientSecret: c.ClientSecret,
+			AuthMethod:   c.IntrospectAuthMethod,
+			Audience:     c.Audience,
+			Timeout:      c.ValidateTimeout,
+			Logger:       c.Logger.With("component", "introspect"),
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("introspection: %w", err)
+		}
+	}
+	var v introspect.Validator
+	switch {
+	case jv != nil && iv != nil:
+		v = introspect.NewAuto(jv, iv)
+	case jv != nil:
+		v = jv
+	default:
+		v = iv
+	}
+	ready := func(ctx context.Context) error {
+		if r, ok := v.(introspect.Readier); ok {
+			return r.Ready(ctx)
+		}
+		return nil
+	}
+	if c.CacheSize < 0 {
+		return uncached{v}, ready, nil
+	}
+	cache := introspect.NewCache(v, introspect.CacheConfig{
+		Size:        c.CacheSize,
+		MaxTTL:      c.CacheMaxTTL,
+		NegativeTTL: c.NegativeTTL,
+	})
+	return cache, ready, nil
+}
+
+// uncached adapts a bare validator to the hook: every validation goes upstream.
+type uncached struct{ introspect.Validator }
+
+func (u uncached) Revalidate(ctx context.Context, token string) (*introspect.Token, error) {
+	return u.Validate(ctx, token)
+}

@@ -1,0 +1,198 @@
+package broker
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// listener serves MQTT connections from any net.Listener. It replaces mochi's own
+// listeners for two reasons: every accepted connection gets a deadline for its
+// CONNECT (mochi sets none, so an idle socket would hold two goroutines forever),
+// and a refused connection is logged at Debug, not as an empty Warn line per attempt.
+type listener struct {
+	id       string
+	protocol string
+	ln       net.Listener
+	deadline time.Duration
+	log      *slog.Logger
+	once     sync.Once
+}
+
+var _ listeners.Listener = (*listener)(nil)
+
+func newListener(id, protocol string, ln net.Listener, deadline time.Duration) *listener {
+	return &listener{id: id, protocol: protocol, ln: ln, deadline: deadline}
+}
+
+func (l *listener) ID() string       { return l.id }
+func (l *listener) Address() string  { return l.ln.Addr().String() }
+func (l *listener) Protocol() string { return l.protocol }
+
+func (l *listener) Init(log *slog.Logger) error {
+	l.log = log
+	return nil
+}
+
+// Serve accepts until the listener is closed. mochi replaces the deadline set here
+// with its keep-alive deadline once CONNECT has been read.
+func (l *listener) Serve(establish listeners.EstablishFn) {
+	var delay time.Duration
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Out of file descriptors and the like: back off instead of spinning.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return
+		}
+		delay = 0
+		if l.deadline > 0 {
+			_ = conn.SetDeadline(time.Now().Add(l.deadline))
+		}
+		go func() {
+			if err := establish(l.id, conn); err != nil {
+				l.log.Debug("connection ended", "listener", l.id, "remote", conn.RemoteAddr().String(), "error", err)
+			}
+		}()
+	}
+}
+
+func (l *listener) Close(closeClients listeners.CloseFn) {
+	l.once.Do(func() {
+		_ = l.ln.Close()
+		closeClients(l.id)
+	})
+}
+
+// wsListener turns WebSocket connections (subprotocol "mqtt", binary frames) into a
+// net.Listener, so that the same listener type serves them. Tokens over WebSocket
+// travel in CONNECT like on TCP: HTTP headers are not consulted.
+type wsListener struct {
+	ln     net.Listener
+	srv    *http.Server
+	conns  chan net.Conn
+	done   chan struct{}
+	closed sync.Once
+}
+
+func newWSListener(ln net.Listener, tlsConfig *tls.Config, allowedOrigins []string, deadline time.Duration) *wsListener {
+	w := &wsListener{ln: ln, conns: make(chan net.Conn), done: make(chan struct{})}
+	up := websocket.Upgrader{
+		Subprotocols:    []string{"mqtt"},
+		ReadBufferSize:  4096,
+		WriteBufferSize: 4096,
+		CheckOrigin: func(r *http.Request) bool {
+			origin := r.Header.Get("Origin")
+			if origin == "" || len(allowedOrigins) == 0 {
+				return true // not a browser, or no browser restriction configured
+			}
+			for _, o := range allowedOrigins {
+				if o == "*" || o == origin {
+					return true
+				}
+			}
+			return false
+		},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
+		c, err := up.Upgrade(rw, r, nil)
+		if err != nil {
+			return // the upgrader has answered with an HTTP error
+		}
+		conn := &wsConn{Conn: c.NetConn(), ws: c}
+		select {
+		case w.conns <- conn:
+		case <-w.done:
+			_ = conn.Close()
+		}
+	})
+	w.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: deadline,
+		TLSConfig:         tlsConfig,
+	}
+	go func() {
+		if tlsConfig != nil {
+			_ = w.srv.Serve(tls.NewListener(ln, tlsConfig))
+			return
+		}
+		_ = w.srv.Serve(ln)
+	}()
+	return w
+}
+
+func (w *wsListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-w.conns:
+		return c, nil
+	case <-w.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (w *wsListener) Close() error {
+	w.closed.Do(func() {
+		close(w.done)
+		_ = w.srv.Close()
+	})
+	return nil
+}
+
+func (w *wsListener) Addr() net.Addr { return w.ln.Addr() }
+
+// wsConn reads and writes MQTT bytes as WebSocket binary messages.
+type wsConn struct {
+	net.Conn
+	ws     *websocket.Conn
+	reader io.Reader
+	wmu    sync.Mutex
+}
+
+func (c *wsConn) Read(p []byte) (int, error) {
+	for {
+		if c.reader == nil {
+			mt, r, err := c.ws.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if mt != websocket.BinaryMessage {
+				return 0, errors.New("websocket: MQTT needs binary frames")
+			}
+			c.reader = r
+		}
+		n, err := c.reader.Read(p)
+		if errors.Is(err, io.EOF) {
+			c.reader = nil
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		return n, err
+	}
+}
+
+func (c *wsConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c *wsConn) Close() error { return c.ws.Close() }

@@ -1,0 +1,185 @@
+package hooks
+
+import (
+	"log/slog"
+	"strings"
+	"sync/atomic"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"imb/authz"
+)
+
+// OnACLCheck answers mochi's write check on PUBLISH and its read check, which mochi
+// makes both for each SUBSCRIBE filter and for every delivery of a message to this
+// client (in the publisher's goroutine, once per subscriber). It allocates nothing.
+//
+// The write check here sees no QoS or retain flag, so OnPublish repeats it with
+// both; an aliased publish reaches this check with an empty topic, which is denied.
+func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	s := h.session(cl)
+	if s == nil {
+		return false
+	}
+	if write {
+		d := s.allow(authz.Publish, topic, 0, false)
+		if !d.Allowed {
+			h.denied(s, authz.Publish, topic, d)
+		}
+		return d.Allowed
+	}
+	if p := s.pending.Load(); p != nil {
+		for _, sd := range *p {
+			if sd.filter == topic {
+				if !sd.allowed {
+					return false
+				}
+				if isFilter(topic) {
+					return true
+				}
+				break // a concrete filter: also check that it can be received
+			}
+		}
+	}
+	if isFilter(topic) {
+		// A filter outside a SUBSCRIBE this hook judged: never a delivery.
+		return false
+	}
+	d := s.allow(authz.Receive, topic, 0, false)
+	if !d.Allowed {
+		h.denied(s, authz.Receive, topic, d)
+	}
+	return d.Allowed
+}
+
+// isFilter reports whether s is a topic filter rather than a topic name: topic names
+// never hold wildcards, and shared subscriptions exist only as filters.
+func isFilter(s string) bool {
+	return strings.ContainsAny(s, "+#") || (len(s) > 7 && strings.EqualFold(s[:7], "$share/"))
+}
+
+// OnSubscribe judges every filter of a SUBSCRIBE with the requested QoS, lowers the
+// QoS to what the deciding rule permits, and leaves the verdicts for mochi's
+// per-filter OnACLCheck, which then answers SUBACK 0x87 (v3.1.1: 0x80) for a denial.
+func (h *Hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	s := h.session(cl)
+	if s == nil {
+		return pk
+	}
+	decisions := make([]subDecision, len(pk.Filters))
+	for i, f := range pk.Filters {
+		d := s.allow(authz.Subscribe, f.Filter, f.Qos, false)
+		decisions[i] = subDecision{filter: f.Filter, allowed: d.Allowed}
+		if !d.Allowed {
+			h.denied(s, authz.Subscribe, f.Filter, d)
+			continue
+		}
+		if f.Qos > d.MaxQoS {
+			pk.Filters[i].Qos = d.MaxQoS
+		}
+	}
+	s.pending.Store(&decisions)
+	return pk
+}
+
+// OnSubscribed clears the verdicts OnSubscribe left, before mochi sends retained
+// messages (those are judged one by one as deliveries).
+func (h *Hook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
+	if s := h.session(cl); s != nil {
+		s.pending.Store(nil)
+	}
+}
+
+// OnPublish repeats the publish decision with the packet's QoS and retain flag and
+// the topic resolved from any alias. A denial answers v5 QoS 1/2 with PUBACK/PUBREC
+// 0x87, drops QoS 0 silently, and closes a v3.1.1 connection publishing at QoS > 0
+// (3.1.1 has no negative acknowledgement). Only ErrRejectPacket stops mochi from
+// delivering, so that is the only error returned.
+func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	s := h.session(cl)
+	if s == nil {
+		return pk, packets.ErrRejectPacket
+	}
+	d := s.allow(authz.Publish, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain)
+	if d.Allowed {
+		return pk, nil
+	}
+	h.denied(s, authz.Publish, pk.TopicName, d)
+	switch {
+	case pk.FixedHeader.Qos == 0:
+	case cl.Properties.ProtocolVersion == 5:
+		ack := packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Puback},
+			PacketID:    pk.PacketID,
+			ReasonCode:  packets.ErrNotAuthorized.Code,
+			Properties:  packets.Properties{ReasonString: d.Reason},
+		}
+		if pk.FixedHeader.Qos == 2 {
+			ack.FixedHeader.Type = packets.Pubrec
+		}
+		_ = cl.WritePacket(ack)
+	default:
+		cl.Stop(packets.ErrNotAuthorized)
+	}
+	return pk, packets.ErrRejectPacket
+}
+
+// OnWill judges the will again when it is about to be sent, with the grants in force
+// now (the token may have been re-authenticated, revoked or the policy reloaded).
+// mochi ignores errors from OnWill, so a denied will is neutralised instead: an
+// empty topic reaches no subscriber and, without retain, no retained store.
+func (h *Hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	s := h.session(cl)
+	if s == nil {
+		return mqtt.Will{}, nil
+	}
+	d := s.allow(authz.Publish, will.TopicName, will.Qos, will.Retain)
+	if !d.Allowed {
+		h.metrics.willDenied()
+		h.auditDecision(s, "will dropped", authz.Publish, will.TopicName, d)
+		return mqtt.Will{}, nil
+	}
+	return will, nil
+}
+
+// dropWill clears a client's will, before a disconnect the thing has not earned a
+// will for (expiry, revocation, failed re-authentication).
+func dropWill(cl *mqtt.Client) {
+	atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+}
+
+// denied counts a denial and writes it to the audit log, at most gateBurst lines per
+// session per gateWindow.
+func (h *Hook) denied(s *session, a authz.Action, topic string, d authz.Decision) {
+	h.metrics.denied(a)
+	ok, suppressed := s.denials.pass(h.cfg.Now())
+	if !ok {
+		return
+	}
+	attrs := []any{slog.Int("suppressed_since_last", suppressed)}
+	h.auditDecision(s, "denied", a, topic, d, attrs...)
+}
+
+// auditDecision writes one audit line for a decision that denies.
+func (h *Hook) auditDecision(s *session, msg string, a authz.Action, topic string, d authz.Decision, extra ...any) {
+	id := s.id.Load()
+	rule := "none (deny by default)"
+	if d.Rule != nil {
+		rule = d.Rule.String()
+	}
+	attrs := append([]any{
+		slog.String("event", "deny"),
+		slog.String("action", a.String()),
+		slog.String("topic", topic),
+		slog.String("thing_id", id.subject.ID),
+		slog.String("client_id", s.cl.ID),
+		slog.String("remote", clientRemote(s.cl)),
+		slog.String("reason", d.Reason),
+		slog.String("rule", rule),
+	}, extra...)
+	h.audit.Warn(msg, attrs...)
+}

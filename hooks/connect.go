@@ -1,0 +1,344 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"imb/authz"
+	"imb/introspect"
+)
+
+// refusal is why a CONNECT is refused, as the MQTT 5 reason code, the MQTT 3.1.1
+// return code and a short reason safe to show the client and the audit log.
+type refusal struct {
+	v5, v3 byte
+	label  string // metrics label
+	reason string
+}
+
+func badToken(reason string) *refusal {
+	return &refusal{v5: 0x86, v3: 0x04, label: "bad_token", reason: reason}
+}
+
+func notAuthorized(reason string) *refusal {
+	return &refusal{v5: 0x87, v3: 0x05, label: "not_authorized", reason: reason}
+}
+
+func unavailable(reason string) *refusal {
+	return &refusal{v5: 0x88, v3: 0x03, label: "unavailable", reason: reason}
+}
+
+func badAuthMethod(reason string) *refusal {
+	return &refusal{v5: 0x8C, v3: 0x05, label: "bad_auth_method", reason: reason}
+}
+
+// refusalFor maps a validation error to its CONNACK: an identity provider that
+// cannot answer is 0x88 (fail closed), anything else about the token is 0x86.
+func refusalFor(err error) *refusal {
+	reason := "invalid token"
+	var ie *introspect.Error
+	if errors.As(err, &ie) && ie.Reason != "" {
+		reason = ie.Reason
+	}
+	if errors.Is(err, introspect.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		if reason == "invalid token" {
+			reason = "identity provider unavailable"
+		}
+		return unavailable(reason)
+	}
+	return badToken(reason)
+}
+
+// OnConnect authenticates the client and decides everything about the connection
+// before mochi's OnConnectAuthenticate, because only here can the hook answer with a
+// CONNACK reason code of its own (mochi's fixed answer is 0x86).
+func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	id, r := h.authenticate(cl, pk)
+	if r != nil {
+		return h.refuse(cl, id, r)
+	}
+	policy := h.policy.Load()
+	grants := policy.Compile(id.subject)
+	s := newSession(cl, id, grants)
+
+	if cl.Properties.Will.Flag == 1 {
+		w := cl.Properties.Will
+		d := s.allow(authz.Publish, w.TopicName, w.Qos, w.Retain)
+		if !d.Allowed {
+			h.metrics.willDenied()
+			h.auditDecision(s, "will denied", authz.Publish, w.TopicName, d)
+			if h.cfg.WillDenied == WillReject {
+				return h.refuse(cl, id, notAuthorized("will not allowed: "+d.Reason))
+			}
+			cl.Properties.Will = mqtt.Will{}
+		}
+	}
+
+	// mochi inherits a stored session by client id alone (#504): an identity may
+	// never resume, or take over, what another identity left under the same id.
+	if existing, ok := h.cfg.Server.Clients.Get(cl.ID); ok && existing != cl {
+		if string(existing.Properties.Username) != id.subject.ID && !existing.Closed() {
+			return h.refuse(cl, id, notAuthorized("client identifier in use by another identity"))
+		}
+	}
+
+	h.sessions.Store(cl, s)
+	return nil
+}
+
+// authenticate reads the token from CONNECT, validates it and binds the client id.
+func (h *Hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*identity, *refusal) {
+	token, authMethod, r := tokenFromConnect(cl, pk)
+	if r != nil {
+		return nil, r
+	}
+	if token == "" {
+		if !h.policy.Load().AllowsAnonymous() {
+			return nil, badToken("no token presented")
+		}
+		return &identity{
+			subject: authz.Subject{ClientID: cl.ID, Anonymous: true},
+			method:  "anonymous",
+		}, nil
+	}
+
+	ctx, cancel := context.WithTimeout(h.ctx, h.cfg.ValidateTimeout)
+	start := time.Now()
+	tok, err := h.cfg.Validator.Validate(ctx, token)
+	cancel()
+	h.metrics.validation(time.Since(start))
+	fp := introspect.Fingerprint(token)
+	if err != nil {
+		return &identity{fp: fp}, refusalFor(err)
+	}
+	now := h.cfg.Now()
+	if !tok.Expiry.IsZero() && !tok.Expiry.After(now) {
+		return &identity{fp: fp}, badToken("token expired")
+	}
+	if tok.ThingID == "" {
+		return &identity{fp: fp}, badToken("token names no subject")
+	}
+	id := &identity{
+		expiry:     tok.Expiry,
+		method:     tok.Method,
+		issuer:     tok.Issuer,
+		fp:         fp,
+		token:      token,
+		authMethod: authMethod,
+	}
+	id.subject = authz.Subject{ID: tok.ThingID, Scopes: tok.Scopes, Claims: tok.Claims}
+
+	if h.cfg.RequireUsername && !usernameIs(cl, tok.ThingID) {
+		id.subject.ClientID = cl.ID
+		return id, notAuthorized("username does not match the token's subject")
+	}
+	if cl.Properties.Props.AssignedClientID != "" {
+		// The client sent an empty client id: give it one bound to its identity.
+		cl.ID = h.assignID(tok.ThingID, cl.ID)
+		cl.Properties.Props.AssignedClientID = cl.ID
+		if cl.Properties.ProtocolVersion < 5 {
+			cl.Properties.Props.AssignedClientID = ""
+		}
+	}
+	id.subject.ClientID = cl.ID
+	if !h.bound(tok.ThingID, cl.ID) {
+		return id, notAuthorized("client identifier not bound to the token's subject")
+	}
+	return id, nil
+}
+
+// tokenFromConnect takes the token from MQTT 5 Authentication Data under AuthMethod,
+// or else from the password.
+func tokenFromConnect(cl *mqtt.Client, pk packets.Packet) (token, authMethod string, r *refusal) {
+	if m := pk.Properties.AuthenticationMethod; m != "" {
+		if m != AuthMethod {
+			return "", "", badAuthMethod("authentication method not supported; use " + AuthMethod)
+		}
+		if len(pk.Properties.AuthenticationData) == 0 {
+			return "", "", badToken("no token in authentication data")
+		}
+		return string(pk.Properties.AuthenticationData), m, nil
+	}
+	return string(pk.Connect.Password), "", nil
+}
+
+// refuse answers a CONNECT with the refusal's code and records it. Returning an error
+// from OnConnect makes mochi close the connection without a CONNACK of its own.
+func (h *Hook) refuse(cl *mqtt.Client, id *identity, r *refusal) error {
+	code := r.v5
+	if cl.Properties.ProtocolVersion < 5 {
+		code = r.v3
+	}
+	h.metrics.connect("refused", r.label)
+	attrs := []any{
+		slog.String("event", "connect_refused"),
+		slog.String("client_id", cl.ID),
+		slog.String("remote", clientRemote(cl)),
+		slog.String("reason", r.reason),
+		slog.String("code", hexCode(code)),
+	}
+	if id != nil {
+		if id.subject.ID != "" {
+			attrs = append(attrs, slog.String("thing_id", id.subject.ID))
+		}
+		if id.fp != "" {
+			attrs = append(attrs, slog.String("token", id.fp))
+		}
+	}
+	// Audit before answering: whoever sees the CONNACK can rely on the record.
+	h.audit.Warn("connect refused", attrs...)
+	ack := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Connack},
+		ReasonCode:  code,
+	}
+	if cl.Properties.ProtocolVersion == 5 {
+		ack.Properties.ReasonString = r.reason
+	}
+	_ = cl.WritePacket(ack)
+	return packets.Code{Code: r.v5, Reason: r.reason}
+}
+
+// OnConnectAuthenticate returns what OnConnect decided.
+func (h *Hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
+	return h.session(cl) != nil
+}
+
+// OnSessionEstablish runs after authentication and before mochi inherits any stored
+// session for the client id: the hook scrubs the token from the client record
+// (storage hooks persist it otherwise), discards a session left by another
+// identity, trims an own session to the current grants, and arms the timers.
+func (h *Hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	s := h.session(cl)
+	if s == nil {
+		return
+	}
+	id := s.id.Load()
+	cl.Properties.Props.AuthenticationData = nil
+	// The username becomes the owner of the session: storage hooks persist it, so the
+	// owner of a stored session is known again after a restart.
+	cl.Properties.Username = []byte(id.subject.ID)
+
+	if existing, ok := h.cfg.Server.Clients.Get(cl.ID); ok && existing != cl {
+		if string(existing.Properties.Username) != id.subject.ID {
+			h.discardSession(existing, "stored session belonged to another identity")
+		} else {
+			h.trimSession(existing, s.grants.Load(), "resumed session trimmed to current grants")
+		}
+		if old := h.session(existing); old != nil {
+			old.stopTimers()
+			h.sessions.Delete(existing)
+		}
+	}
+
+	h.armTimers(s)
+	if h.cfg.Sessions != nil && persistent(cl) {
+		if err := h.cfg.Sessions.Put(cl.ID, id.subject); err != nil {
+			h.audit.Error("session store", slog.String("client_id", cl.ID), slog.String("error", err.Error()))
+		}
+	}
+	h.metrics.connect("accepted", "ok")
+	attrs := []any{
+		slog.String("event", "connect"),
+		slog.String("thing_id", id.subject.ID),
+		slog.String("client_id", cl.ID),
+		slog.String("remote", clientRemote(cl)),
+		slog.String("method", id.method),
+		slog.Int("protocol", int(cl.Properties.ProtocolVersion)),
+	}
+	if id.fp != "" {
+		attrs = append(attrs, slog.String("token", id.fp))
+	}
+	if !id.expiry.IsZero() {
+		attrs = append(attrs, slog.Time("expires", id.expiry))
+	}
+	h.audit.Info("connect", attrs...)
+}
+
+// persistent reports whether the client's session outlives its connection.
+func persistent(cl *mqtt.Client) bool {
+	if cl.Properties.ProtocolVersion == 5 {
+		return cl.Properties.Props.SessionExpiryInterval > 0
+	}
+	return !cl.Properties.Clean
+}
+
+// OnDisconnect stops the session's timers. A persistent session keeps its grants
+// while the thing is away, so that messages queued for it are judged as they arrive;
+// whoever resumes it must present the same identity again.
+func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	s := h.session(cl)
+	if s == nil {
+		if !expire {
+			h.restoreSession(cl)
+		}
+		return
+	}
+	s.stopTimers()
+	if expire || cl.IsTakenOver() {
+		h.sessions.Delete(cl)
+		if expire && h.cfg.Sessions != nil {
+			_ = h.cfg.Sessions.Delete(cl.ID)
+		}
+		return
+	}
+	// Offline: queueing follows the last grants; the token itself no longer matters
+	// until the thing comes back with a valid one.
+	s.revoked.Store(false)
+}
+
+// OnClientExpired forgets a persistent session mochi has expired.
+func (h *Hook) OnClientExpired(cl *mqtt.Client) {
+	if s := h.session(cl); s != nil {
+		s.stopTimers()
+		h.sessions.Delete(cl)
+	}
+	if h.cfg.Sessions != nil {
+		_ = h.cfg.Sessions.Delete(cl.ID)
+	}
+}
+
+// restoreSession gives a session loaded from storage after a restart the grants of
+// the identity that owned it, so that messages queued for it are authorized.
+func (h *Hook) restoreSession(cl *mqtt.Client) {
+	if h.cfg.Sessions == nil {
+		return
+	}
+	subj, ok, err := h.cfg.Sessions.Get(cl.ID)
+	if err != nil || !ok || subj.ID != string(cl.Properties.Username) {
+		return
+	}
+	id := &identity{subject: subj, method: "restored"}
+	h.sessions.Store(cl, newSession(cl, id, h.policy.Load().Compile(subj)))
+}
+
+// discardSession throws away a stored session so that nothing of it reaches the
+// client that connects under its id.
+func (h *Hook) discardSession(existing *mqtt.Client, why string) {
+	srv := h.cfg.Server
+	if h.cfg.Storage != nil {
+		for _, pk := range existing.State.Inflight.GetAll(false) {
+			h.cfg.Storage.OnQosDropped(existing, pk)
+		}
+	}
+	srv.UnsubscribeClient(existing)
+	existing.ClearInflights()
+	srv.Clients.Delete(existing.ID)
+	if h.cfg.Sessions != nil {
+		_ = h.cfg.Sessions.Delete(existing.ID)
+	}
+	h.audit.Warn("session discarded",
+		slog.String("event", "session_discarded"),
+		slog.String("client_id", existing.ID),
+		slog.String("previous_owner", string(existing.Properties.Username)),
+		slog.String("reason", why))
+}
+
+func hexCode(c byte) string {
+	const digits = "0123456789abcdef"
+	return string([]byte{'0', 'x', digits[c>>4], digits[c&0xf]})
+}

@@ -1,0 +1,210 @@
+// Package hooks is imb's glue to the mochi-mqtt broker: one Hook that authenticates
+// every connection with an access token, binds the MQTT session to the token's
+// identity, and asks authz for every subscribe, publish, will, retained message and
+// delivery.
+//
+// The hook decides nothing itself: tokens are judged by an introspect validator and
+// topics by an authz policy. What it owns is the MQTT side of those decisions — the
+// right reason codes, per-session state keyed by *mqtt.Client, expiry and revocation
+// timers, MQTT 5 re-authentication, policy reloads — and the gaps of mochi v2.7.9 it
+// must close (see the package's tests for each): the will bypasses the write ACL,
+// topic aliases reach the ACL as an empty topic, sessions are inherited by client id
+// alone, AUTH replies returned by hooks are discarded, and OnConnectAuthenticate can
+// only answer 0x86.
+package hooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"imb/authz"
+	"imb/introspect"
+)
+
+// AuthMethod is the MQTT 5 Authentication Method under which a client presents its
+// access token as Authentication Data, on CONNECT and on AUTH re-authentication.
+const AuthMethod = "OAUTH2-JWT"
+
+// TokenValidator turns a token into verified facts. *introspect.Cache implements it.
+type TokenValidator interface {
+	// Validate may answer from a cache.
+	Validate(ctx context.Context, token string) (*introspect.Token, error)
+	// Revalidate asks the source of truth again, bypassing any cache.
+	Revalidate(ctx context.Context, token string) (*introspect.Token, error)
+}
+
+// WillPolicy says what happens to a CONNECT whose will the publish grants do not allow.
+type WillPolicy string
+
+const (
+	// WillReject refuses the connection with CONNACK 0x87 (v3.1.1: 0x05).
+	WillReject WillPolicy = "reject"
+	// WillDrop accepts the connection and silently discards the will.
+	WillDrop WillPolicy = "drop"
+)
+
+// Config configures a Hook. Server, Validator and Policy are required.
+type Config struct {
+	// Server is the broker the hook is added to; the hook writes CONNACK, AUTH and
+	// DISCONNECT packets through it.
+	Server *mqtt.Server
+	// Validator judges tokens.
+	Validator TokenValidator
+	// Policy is the initial topics.yaml policy; SetPolicy swaps it.
+	Policy *authz.Policy
+	// ClientIDBinding lists the client identifiers a thing may use, as patterns in
+	// which {sub} stands for its thing id and a trailing * for any suffix. The default
+	// is ["{sub}"]: the client id must equal the thing id. ["*"] lifts the binding.
+	ClientIDBinding []string
+	// RequireUsername makes a CONNECT username mandatory and equal to the thing id.
+	RequireUsername bool
+	// WillDenied chooses between refusing the connection and dropping a will the
+	// grants do not allow. The default is WillReject.
+	WillDenied WillPolicy
+	// ValidateTimeout bounds one token validation at CONNECT or AUTH (default 5 s).
+	ValidateTimeout time.Duration
+	// RevalidateInterval is how often a token that was introspected is checked again
+	// for revocation (default 60 s, jittered by up to 10 %); negative disables.
+	RevalidateInterval time.Duration
+	// Audit receives one line per accepted connection and per decision that denies
+	// or disconnects. Nil discards them.
+	Audit *slog.Logger
+	// Metrics, if set, counts connects, denials and disconnects.
+	Metrics *Metrics
+	// Sessions, if set, persists the identity of persistent sessions so that
+	// messages queued for an offline thing keep being authorized after a restart.
+	Sessions SubjectStore
+	// Storage, if set, is the storage hook registered on the same server; the hook
+	// tells it when it discards another identity's stored session.
+	Storage mqtt.Hook
+	// Now returns the current time (default time.Now); tests move it.
+	Now func() time.Time
+}
+
+// Hook is imb's single authentication and authorization hook. Register no other
+// hook that provides OnConnectAuthenticate or OnACLCheck: mochi ORs their answers.
+type Hook struct {
+	mqtt.HookBase
+
+	cfg      Config
+	policy   atomic.Pointer[authz.Policy]
+	sessions sync.Map // *mqtt.Client -> *session
+	audit    *slog.Logger
+	metrics  *Metrics
+	bindings []binding
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	revalN chan struct{} // bounds concurrent revalidations
+}
+
+// New checks cfg, fills its defaults and returns a hook ready for Server.AddHook.
+func New(cfg Config) (*Hook, error) {
+	if cfg.Server == nil || cfg.Validator == nil || cfg.Policy == nil {
+		return nil, errors.New("hooks: Server, Validator and Policy are required")
+	}
+	if len(cfg.ClientIDBinding) == 0 {
+		cfg.ClientIDBinding = []string{"{sub}"}
+	}
+	bindings, err := parseBindings(cfg.ClientIDBinding)
+	if err != nil {
+		return nil, err
+	}
+	switch cfg.WillDenied {
+	case "":
+		cfg.WillDenied = WillReject
+	case WillReject, WillDrop:
+	default:
+		return nil, fmt.Errorf("hooks: will policy %q: want %q or %q", cfg.WillDenied, WillReject, WillDrop)
+	}
+	if cfg.ValidateTimeout <= 0 {
+		cfg.ValidateTimeout = 5 * time.Second
+	}
+	if cfg.RevalidateInterval == 0 {
+		cfg.RevalidateInterval = 60 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	audit := cfg.Audit
+	if audit == nil {
+		audit = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Hook{
+		cfg:      cfg,
+		audit:    audit,
+		metrics:  cfg.Metrics,
+		bindings: bindings,
+		ctx:      ctx,
+		cancel:   cancel,
+		revalN:   make(chan struct{}, 64),
+	}
+	h.policy.Store(cfg.Policy)
+	return h, nil
+}
+
+// ID names the hook in mochi's logs.
+func (h *Hook) ID() string { return "imb-identity" }
+
+// Provides is a switch because mochi asks every hook about every event, per message.
+func (h *Hook) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablish, mqtt.OnDisconnect,
+		mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnPublish, mqtt.OnWill,
+		mqtt.OnAuthPacket, mqtt.OnClientExpired:
+		return true
+	}
+	return false
+}
+
+// Init is part of mochi's hook interface; the hook is configured by New.
+func (h *Hook) Init(any) error { return nil }
+
+// Stop cancels the timers and background revalidations.
+func (h *Hook) Stop() error {
+	h.cancel()
+	h.sessions.Range(func(_, v any) bool {
+		v.(*session).stopTimers()
+		return true
+	})
+	h.wg.Wait()
+	return nil
+}
+
+// Policy returns the policy in force.
+func (h *Hook) Policy() *authz.Policy { return h.policy.Load() }
+
+// ActiveSessions counts the sessions the hook tracks, connected or not.
+func (h *Hook) ActiveSessions() int {
+	n := 0
+	h.sessions.Range(func(k, _ any) bool {
+		if !k.(*mqtt.Client).Closed() {
+			n++
+		}
+		return true
+	})
+	return n
+}
+
+// session returns the hook's state for a client, or nil.
+func (h *Hook) session(cl *mqtt.Client) *session {
+	v, ok := h.sessions.Load(cl)
+	if !ok {
+		return nil
+	}
+	return v.(*session)
+}
+
+// usernameIs reports whether the client's CONNECT username equals s.
+func usernameIs(cl *mqtt.Client, s string) bool {
+	return string(cl.Properties.Username) == s
+}

@@ -1,0 +1,106 @@
+package hooks
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"imb/introspect"
+)
+
+// OnAuthPacket handles MQTT 5 re-authentication: AUTH with reason 0x19, method
+// OAUTH2-JWT and a fresh token as Authentication Data. The same identity gets the
+// new token's expiry and grants (subscriptions the new grants refuse are removed)
+// and an AUTH 0x00 reply; another identity, a bad token or another method ends the
+// connection. mochi discards what this method returns and logs the whole packet
+// (token included) when it returns an error, so the hook writes every reply itself
+// and always returns nil.
+func (h *Hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	s := h.session(cl)
+	if s == nil {
+		cl.Stop(packets.ErrNotAuthorized)
+		return pk, nil
+	}
+	old := s.id.Load()
+	fail := func(code packets.Code, reason string) (packets.Packet, error) {
+		s.revoked.Store(true)
+		dropWill(cl)
+		h.metrics.disconnect("reauth_failed")
+		h.audit.Warn("re-authentication refused",
+			slog.String("event", "reauth_refused"),
+			slog.String("thing_id", old.subject.ID),
+			slog.String("client_id", cl.ID),
+			slog.String("remote", clientRemote(cl)),
+			slog.String("reason", reason),
+			slog.String("code", hexCode(code.Code)))
+		_ = h.cfg.Server.DisconnectClient(cl, packets.Code{Code: code.Code, Reason: reason})
+		return pk, nil
+	}
+	if pk.ReasonCode != packets.CodeReAuthenticate.Code {
+		return fail(packets.ErrProtocolViolation, "only re-authentication (0x19) is supported")
+	}
+	if pk.Properties.AuthenticationMethod != AuthMethod {
+		return fail(packets.ErrBadAuthenticationMethod, "authentication method not supported; use "+AuthMethod)
+	}
+	if old.subject.Anonymous {
+		return fail(packets.ErrNotAuthorized, "anonymous sessions cannot re-authenticate")
+	}
+	token := string(pk.Properties.AuthenticationData)
+	if token == "" {
+		return fail(packets.ErrBadUsernameOrPassword, "no token in authentication data")
+	}
+
+	ctx, cancel := context.WithTimeout(h.ctx, h.cfg.ValidateTimeout)
+	start := time.Now()
+	tok, err := h.cfg.Validator.Validate(ctx, token)
+	cancel()
+	h.metrics.validation(time.Since(start))
+	if err != nil {
+		r := refusalFor(err)
+		return fail(packets.Code{Code: r.v5}, r.reason)
+	}
+	if !tok.Expiry.IsZero() && !tok.Expiry.After(h.cfg.Now()) {
+		return fail(packets.ErrBadUsernameOrPassword, "token expired")
+	}
+	if tok.ThingID != old.subject.ID {
+		return fail(packets.ErrNotAuthorized, "re-authentication as another identity")
+	}
+
+	id := &identity{
+		expiry:     tok.Expiry,
+		method:     tok.Method,
+		issuer:     tok.Issuer,
+		fp:         introspect.Fingerprint(token),
+		token:      token,
+		authMethod: AuthMethod,
+	}
+	id.subject = old.subject
+	id.subject.Scopes = tok.Scopes
+	id.subject.Claims = tok.Claims
+	grants := h.policy.Load().Compile(id.subject)
+	s.grants.Store(grants)
+	s.id.Store(id)
+	s.revoked.Store(false)
+	h.armTimers(s)
+	h.trimSession(cl, grants, "re-authenticated with narrower grants")
+
+	_ = cl.WritePacket(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Auth},
+		ReasonCode:  packets.CodeSuccess.Code,
+		Properties:  packets.Properties{AuthenticationMethod: AuthMethod},
+	})
+	attrs := []any{
+		slog.String("event", "reauth"),
+		slog.String("thing_id", id.subject.ID),
+		slog.String("client_id", cl.ID),
+		slog.String("token", id.fp),
+	}
+	if !id.expiry.IsZero() {
+		attrs = append(attrs, slog.Time("expires", id.expiry))
+	}
+	h.audit.Info("re-authenticated", attrs...)
+	return pk, nil
+}

@@ -1,0 +1,257 @@
+package hooks_test
+
+import (
+	"bufio"
+	"bytes"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"imb/broker"
+)
+
+func TestSessionOfAnotherIdentityIsNeverInherited(t *testing.T) {
+	e := newEnv(t, func(c *broker.Config) { c.ClientIDBinding = []string{"*"} })
+	// cloud-app leaves a persistent session under the client id "shared".
+	owner := e.connect5("shared", e.jwt("cloud-app", "fleet:read"), v5opts{clean: true, expiry: 3600})
+	if owner.err != nil {
+		t.Fatal(owner.err)
+	}
+	owner.subscribe(t, "things/+/telemetry/#", 1)
+	_ = owner.c.Disconnect(&paho.Disconnect{})
+	waitFor(t, "owner offline", func() bool {
+		cl, ok := e.b.Server().Clients.Get("shared")
+		return ok && cl.Closed()
+	})
+	thing := e.connect5("t1", e.jwt("t1", "publish"), v5opts{clean: true})
+	thing.publish(t, "things/t1/telemetry/queued", 1, false, "queued for cloud-app")
+
+	// t2 resumes "shared" without clean start: it must get nothing of cloud-app's.
+	intruder := e.connect5("shared", e.jwt("t2", "subscribe"), v5opts{clean: false, expiry: 3600})
+	if intruder.err != nil {
+		t.Fatal(intruder.err)
+	}
+	if intruder.ack.SessionPresent {
+		t.Fatal("another identity was told the stored session is present")
+	}
+	thing.publish(t, "things/t1/telemetry/live", 1, false, "live")
+	intruder.expectNoMsg(t, "things/t1/telemetry/queued", 300*time.Millisecond)
+	intruder.expectNoMsg(t, "things/t1/telemetry/live", 100*time.Millisecond)
+	if len(e.audit.find("session_discarded")) != 1 {
+		t.Fatal("discarded session not audited")
+	}
+}
+
+func TestOwnSessionResumesWithQueuedMessages(t *testing.T) {
+	e := newEnv(t)
+	app := e.connect5("cloud-app", e.jwt("cloud-app", "fleet:read"), v5opts{clean: true, expiry: 3600})
+	app.subscribe(t, "things/+/telemetry/#", 1)
+	_ = app.c.Disconnect(&paho.Disconnect{})
+	waitFor(t, "app offline", func() bool {
+		cl, ok := e.b.Server().Clients.Get("cloud-app")
+		return ok && cl.Closed()
+	})
+	thing := e.connect5("t1", e.jwt("t1", "publish"), v5opts{clean: true})
+	thing.publish(t, "things/t1/telemetry/queued", 1, false, "queued")
+	back := e.connect5("cloud-app", e.jwt("cloud-app", "fleet:read"), v5opts{clean: false, expiry: 3600})
+	if back.err != nil || !back.ack.SessionPresent {
+		t.Fatalf("own session not resumed: %v %+v", back.err, back.ack)
+	}
+	back.expectMsg(t, "things/t1/telemetry/queued")
+}
+
+func TestTakeoverOfLiveSessionByAnotherIdentityRefused(t *testing.T) {
+	e := newEnv(t, func(c *broker.Config) { c.ClientIDBinding = []string{"*"} })
+	owner := e.connect5("shared", e.jwt("cloud-app", "fleet:read"), v5opts{clean: true})
+	if owner.err != nil {
+		t.Fatal(owner.err)
+	}
+	if r := e.connect5("shared", e.jwt("t2", "publish"), v5opts{clean: true}); r.code() != 0x87 {
+		t.Fatalf("takeover by another identity: CONNACK %#x, want 0x87", r.code())
+	}
+	// The same identity may take over (a reconnecting device).
+	if r := e.connect5("shared", e.jwt("cloud-app", "fleet:read"), v5opts{clean: true}); r.code() != 0 {
+		t.Fatalf("takeover by the same identity: %#x", r.code())
+	}
+}
+
+// rawConn speaks MQTT 5 with mochi's packet codec, for what clients refuse to send.
+type rawConn struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialRaw(t *testing.T, addr string) *rawConn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return &rawConn{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+func (r *rawConn) send(pk packets.Packet) {
+	r.t.Helper()
+	pk.ProtocolVersion = 5
+	var buf bytes.Buffer
+	var err error
+	switch pk.FixedHeader.Type {
+	case packets.Connect:
+		err = pk.ConnectEncode(&buf)
+	case packets.Publish:
+		err = pk.PublishEncode(&buf)
+	case packets.Subscribe:
+		err = pk.SubscribeEncode(&buf)
+	}
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if _, err := r.c.Write(buf.Bytes()); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// read returns the next packet, or ok=false when the connection ends or 5 s pass.
+func (r *rawConn) read() (pk packets.Packet, ok bool) {
+	_ = r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := r.br.ReadByte()
+	if err != nil {
+		return pk, false
+	}
+	var fh packets.FixedHeader
+	if err := fh.Decode(b); err != nil {
+		return pk, false
+	}
+	n, mult := 0, 1
+	for {
+		d, err := r.br.ReadByte()
+		if err != nil {
+			return pk, false
+		}
+		n += int(d&127) * mult
+		if d&128 == 0 {
+			break
+		}
+		mult *= 128
+	}
+	fh.Remaining = n
+	body := make([]byte, n)
+	if _, err := ioReadFull(r.br, body); err != nil {
+		return pk, false
+	}
+	pk = packets.Packet{FixedHeader: fh, ProtocolVersion: 5}
+	switch fh.Type {
+	case packets.Connack:
+		err = pk.ConnackDecode(body)
+	case packets.Disconnect:
+		err = pk.DisconnectDecode(body)
+	case packets.Puback:
+		err = pk.PubackDecode(body)
+	case packets.Suback:
+		err = pk.SubackDecode(body)
+	case packets.Publish:
+		err = pk.PublishDecode(body)
+	}
+	return pk, err == nil
+}
+
+func ioReadFull(r *bufio.Reader, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := r.Read(b[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func connectRaw(t *testing.T, e *env, clientID, token string) *rawConn {
+	t.Helper()
+	r := dialRaw(t, e.addr)
+	r.send(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Connect},
+		Connect: packets.ConnectParams{
+			ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30,
+			ClientIdentifier: clientID, PasswordFlag: true, Password: []byte(token),
+		},
+	})
+	ack, ok := r.read()
+	if !ok || ack.FixedHeader.Type != packets.Connack || ack.ReasonCode != 0 {
+		t.Fatalf("raw connect: %+v", ack)
+	}
+	return r
+}
+
+func TestTopicAliasCannotBypassPublishCheck(t *testing.T) {
+	e := newEnv(t)
+	app := e.fleet(t)
+	app.subscribe(t, "things/+/telemetry/#", 1)
+	app.subscribe(t, "things/+/commands/#", 1)
+	r := connectRaw(t, e, "t1", e.jwt("t1", "publish"))
+	// Set alias 1 on an allowed topic, then publish to a foreign topic via the alias
+	// alone, then try to re-point the alias at a foreign topic.
+	for i, pk := range []packets.Packet{
+		{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 1, TopicName: "things/t1/telemetry/a",
+			Properties: packets.Properties{TopicAlias: 1, TopicAliasFlag: true}, Payload: []byte("set")},
+		{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 2, TopicName: "",
+			Properties: packets.Properties{TopicAlias: 1, TopicAliasFlag: true}, Payload: []byte("via alias")},
+	} {
+		r.send(pk)
+		resp, ok := r.read()
+		if !ok {
+			break // the broker closed the connection: also a refusal
+		}
+		if resp.FixedHeader.Type == packets.Puback && resp.ReasonCode == 0 {
+			t.Fatalf("packet %d with a topic alias was accepted", i)
+		}
+	}
+	other := e.connect5("t3", e.jwt("t3", "publish"), v5opts{clean: true})
+	barrier(t, other, app, "t3")
+	app.expectNoMsg(t, "things/t1/telemetry/a", 200*time.Millisecond)
+}
+
+func TestTokenNeverReachesStorage(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnv(t, func(c *broker.Config) { c.DataDir = dir })
+	tok := e.jwt("t1", "publish", "subscribe")
+	r := e.connect5("t1", tok, v5opts{clean: false, expiry: 3600, authMethod: true})
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	r.subscribe(t, "things/t1/commands/#", 1)
+	_ = r.c.Disconnect(&paho.Disconnect{})
+	waitFor(t, "offline", func() bool {
+		cl, ok := e.b.Server().Clients.Get("t1")
+		return ok && cl.Closed()
+	})
+	_ = e.b.Close()
+	sig := []byte(tok[len(tok)-40:])
+	err := filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, sig) {
+			t.Errorf("%s holds the token", p)
+		}
+		if !bytes.Contains(b, []byte("t1")) && filepath.Base(p) == "mqtt.db" {
+			t.Errorf("%s holds no session at all: the check proves nothing", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
