@@ -17,6 +17,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -51,6 +52,18 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b := &Broker{cfg: cfg, log: cfg.Logger, addrs: map[string]string{}, stopped: make(chan struct{})}
+	if cfg.AllowAll {
+		if err := cfg.checkLoopbackOnly(); err != nil {
+			return nil, err
+		}
+		b.server = mqtt.New(&mqtt.Options{Capabilities: cfg.capabilities(), Logger: cfg.Logger.With("component", "mqtt"),
+			SysTopicResendInterval: int64(cfg.SysInterval / time.Second)})
+		b.registry = prometheus.NewRegistry()
+		if err := b.server.AddHook(new(auth.AllowHook), nil); err != nil {
+			return nil, err
+		}
+		return b.serve(ctx)
+	}
 	policy := cfg.Policy
 	if policy == nil {
 		p, err := authz.Load(cfg.PolicyFile)
@@ -64,93 +77,84 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b.ready = ready
-
-	caps := mqtt.NewDefaultServerCapabilities()
-	caps.TopicAliasMaximum = 0 // aliases would reach the ACL as an empty topic (mochi pitfall)
-	caps.MaximumPacketSize = cfg.MaxPacketSize
-	caps.MaximumClientWritesPending = cfg.WritesPending
-	caps.MaximumSessionExpiryInterval = uint32(cfg.MaxSessionExpiry / time.Second)
-	caps.MaximumMessageExpiryInterval = int64(cfg.MessageExpiry / time.Second)
-	caps.MaximumInflight = cfg.MaxInflight
-	if cfg.MaxClients > 0 {
-		caps.MaximumClients = cfg.MaxClients
-	}
 	b.server = mqtt.New(&mqtt.Options{
-		Capabilities:           caps,
+		Capabilities:           cfg.capabilities(),
 		Logger:                 cfg.Logger.With("component", "mqtt"),
 		SysTopicResendInterval: int64(cfg.SysInterval / time.Second),
 	})
-
 	b.registry = prometheus.NewRegistry()
 	b.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := hooks.NewMetrics(b.registry)
 
-	var storage mqtt.Hook
+	// The identity hook goes first; the storage hook (if any) after it, so that the
+	// token is scrubbed from the client record before storage sees it.
+	var store mqtt.Hook
+	var storeOpts *bolt.Options
 	if cfg.DataDir != "" {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("data dir: %w", err)
 		}
-		bh := new(bolt.Hook)
+		if b.sessions, err = openSubjects(filepath.Join(cfg.DataDir, "sessions.db"), cfg.DataFsync); err != nil {
+			return nil, err
+		}
+		store = boltStore{new(bolt.Hook)}
 		// Without fsync a write survives a killed process (it is in the kernel), not a
 		// power cut; DataFsync buys the latter at a disk flush per QoS>0 message.
-		opts := &bolt.Options{
+		storeOpts = &bolt.Options{
 			Path:    filepath.Join(cfg.DataDir, "mqtt.db"),
 			Options: &bbolt.Options{Timeout: 2 * time.Second, NoSync: !cfg.DataFsync, NoFreelistSync: true},
 		}
-		b.sessions, err = openSubjects(filepath.Join(cfg.DataDir, "sessions.db"), cfg.DataFsync)
-		if err != nil {
-			return nil, err
+	}
+	if b.hook, err = b.newHook(validator, policy, metrics, store); err == nil {
+		err = b.server.AddHook(b.hook, nil)
+	}
+	if err == nil && store != nil {
+		if err = b.server.AddHook(store, storeOpts); err != nil {
+			err = fmt.Errorf("open %s: %w", storeOpts.Path, err)
 		}
-		storage = bh
-		// The identity hook must see the stored clients' usernames before anything
-		// else: register storage after it, but the hook consults storage directly.
-		defer func() {
-			if err != nil {
-				_ = b.sessions.Close()
-			}
-		}()
-		b.hook, err = b.newHook(validator, policy, metrics, storage)
-		if err != nil {
-			return nil, err
+	}
+	if err != nil {
+		if b.sessions != nil {
+			_ = b.sessions.Close()
 		}
-		if err = b.server.AddHook(b.hook, nil); err != nil {
-			return nil, err
-		}
-		if err = b.server.AddHook(bh, opts); err != nil {
-			return nil, fmt.Errorf("open %s: %w", opts.Path, err)
-		}
-	} else {
-		b.hook, err = b.newHook(validator, policy, metrics, nil)
-		if err != nil {
-			return nil, err
-		}
-		if err = b.server.AddHook(b.hook, nil); err != nil {
-			return nil, err
-		}
+		return nil, err
 	}
 	metrics.Watch(b.registry, b.hook)
 	if c, ok := validator.(*introspect.Cache); ok {
 		registerCacheMetrics(b.registry, c)
 	}
+	return b.serve(ctx)
+}
 
-	if err = b.listen(); err != nil {
-		b.server.Close()
+// serve binds the listeners and the admin endpoint and starts the broker.
+func (b *Broker) serve(ctx context.Context) (*Broker, error) {
+	fail := func(err error) (*Broker, error) {
+		_ = b.server.Close()
+		if b.sessions != nil {
+			_ = b.sessions.Close()
+		}
 		return nil, err
 	}
-	if err = b.server.Serve(); err != nil {
-		b.server.Close()
-		return nil, fmt.Errorf("serve: %w", err)
+	if err := b.listen(); err != nil {
+		return fail(err)
 	}
-	if cfg.AdminAddr != "" {
-		b.admin, err = startAdmin(cfg.AdminAddr, b)
+	if err := b.server.Serve(); err != nil {
+		return fail(fmt.Errorf("serve: %w", err))
+	}
+	if b.cfg.AdminAddr != "" {
+		admin, err := startAdmin(b.cfg.AdminAddr, b)
 		if err != nil {
-			b.server.Close()
-			return nil, err
+			return fail(err)
 		}
-		b.addrs["admin"] = b.admin.addr
+		b.admin = admin
+		b.addrs["admin"] = admin.addr
 	}
-	go b.watchPolicy(ctx)
-	b.log.Info("imb broker started", "listeners", b.addrs, "policy", b.hook.Policy().Summary())
+	if b.hook != nil {
+		go b.watchPolicy(ctx)
+		b.log.Info("imb broker started", "listeners", b.addrs, "policy", b.hook.Policy().Summary())
+	} else {
+		b.log.Warn("imb broker started WITHOUT authentication or authorization (allow-all baseline)", "listeners", b.addrs)
+	}
 	return b, nil
 }
 
@@ -254,6 +258,9 @@ func (b *Broker) ReloadPolicy() error {
 	if err != nil {
 		b.log.Error("policy reload rejected; the previous policy stays in force", "file", b.cfg.PolicyFile, "error", err)
 		return err
+	}
+	if b.hook == nil {
+		return errors.New("no policy in force: allow-all baseline")
 	}
 	b.hook.SetPolicy(p)
 	b.log.Info("policy reloaded", "file", b.cfg.PolicyFile, "policy", p.Summary())

@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
 
 	"imb/authz"
 	"imb/hooks"
@@ -76,6 +79,40 @@ type Config struct {
 	Audit  *slog.Logger `yaml:"-"`
 	// Validator replaces the validators built from the fields above (tests, load test).
 	Validator hooks.TokenValidator `yaml:"-"`
+	// AllowAll runs the bare mochi broker with an allow-all hook and the same
+	// capabilities: the baseline the load test measures imb against. It refuses any
+	// listener that is not on a loopback address. Never a deployment setting.
+	AllowAll bool `yaml:"-"`
+}
+
+// capabilities are mochi's settings for this configuration.
+func (c *Config) capabilities() *mqtt.Capabilities {
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.TopicAliasMaximum = 0 // aliases would reach the ACL as an empty topic (mochi pitfall)
+	caps.MaximumPacketSize = c.MaxPacketSize
+	caps.MaximumClientWritesPending = c.WritesPending
+	caps.MaximumSessionExpiryInterval = uint32(c.MaxSessionExpiry / time.Second)
+	caps.MaximumMessageExpiryInterval = int64(c.MessageExpiry / time.Second)
+	caps.MaximumInflight = c.MaxInflight
+	if c.MaxClients > 0 {
+		caps.MaximumClients = c.MaxClients
+	}
+	return caps
+}
+
+// checkLoopbackOnly refuses an allow-all broker reachable from another machine.
+func (c *Config) checkLoopbackOnly() error {
+	for _, a := range []string{c.MQTTAddr, c.TLSAddr, c.WSAddr, c.WSSAddr, c.AdminAddr} {
+		if a == "" {
+			continue
+		}
+		host, _, err := net.SplitHostPort(a)
+		ip := net.ParseIP(host)
+		if err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return fmt.Errorf("allow-all baseline on %s: only loopback addresses are allowed", a)
+		}
+	}
+	return nil
 }
 
 // Defaults returns a Config with every default filled in.
@@ -148,7 +185,7 @@ func (c *Config) fill() error {
 	if (c.TLSAddr != "" || c.WSSAddr != "") && (c.TLSCert == "" || c.TLSKey == "") {
 		return errors.New("tls_addr and wss_addr need tls_cert and tls_key")
 	}
-	if c.Validator == nil && c.Issuer == "" && c.JWKSURL == "" && c.JWKSFile == "" && c.IntrospectURL == "" {
+	if !c.AllowAll && c.Validator == nil && c.Issuer == "" && c.JWKSURL == "" && c.JWKSFile == "" && c.IntrospectURL == "" {
 		return errors.New("no token validation configured: set issuer, jwks_url, jwks_file or introspect_url")
 	}
 	if (c.JWKSURL != "" || c.JWKSFile != "") && c.Issuer == "" {

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt3 "github.com/eclipse/paho.mqtt.golang"
+)
+
+// syncBuffer collects a command's output while it runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startDev runs imb dev in memory on free loopback ports and waits for its guide.
+func startDev(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- devMain(ctx, []string{"--in-memory", "--am-listen", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
+			"--ws-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--policy", "../../topics.yaml"}, out, io.Discard)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("imb dev did not stop")
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "Stop with Ctrl-C.") {
+		select {
+		case code := <-done:
+			t.Fatalf("imb dev exited with %d:\n%s", code, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("imb dev not ready:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return out.String()
+}
+
+// guideLine returns the printed command line that contains marker.
+func guideLine(t *testing.T, guide, marker string) string {
+	t.Helper()
+	sc := bufio.NewScanner(strings.NewReader(guide))
+	sc.Buffer(make([]byte, 64<<10), 64<<10)
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); strings.Contains(l, marker) {
+			return l
+		}
+	}
+	t.Fatalf("no line with %q in:\n%s", marker, guide)
+	return ""
+}
+
+var (
+	flagP = regexp.MustCompile(`-P '([^']+)'`)
+	flagH = regexp.MustCompile(`-h (\S+) -p (\S+)`)
+)
+
+func TestDevPrintsWorkingTokens(t *testing.T) {
+	guide := startDev(t)
+	pub := guideLine(t, guide, "telemetry/temperature -m 21.5")
+	token := flagP.FindStringSubmatch(pub)[1]
+	hp := flagH.FindStringSubmatch(pub)
+	addr := hp[1] + ":" + hp[2]
+
+	// A real MQTT 3.1.1 client with the printed token: its own telemetry passes,
+	// another thing's topic closes the connection.
+	o := mqtt3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("demo-thermostat").
+		SetUsername("demo-thermostat").SetPassword(token).SetAutoReconnect(false)
+	c := mqtt3.NewClient(o)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect with the printed token: %v", tok.Error())
+	}
+	if tok := c.Publish("things/demo-thermostat/telemetry/temperature", 1, false, "21.5"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("allowed publish: %v", tok.Error())
+	}
+	c.Disconnect(100)
+}
+
+func TestDevGuideWithMosquittoClients(t *testing.T) {
+	if _, err := exec.LookPath("mosquitto_pub"); err != nil {
+		t.Skip("mosquitto_pub not installed (Debian package mosquitto-clients); .ci/run installs it")
+	}
+	guide := startDev(t)
+	sub := guideLine(t, guide, "mosquitto_sub")
+	subCmd := exec.Command("sh", "-c", sub+" -C 1 -W 20")
+	subOut := &syncBuffer{}
+	subCmd.Stdout, subCmd.Stderr = subOut, subOut
+	if err := subCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // let the subscription settle; the publish below repeats anyway
+
+	allowed := guideLine(t, guide, "telemetry/temperature -m 21.5")
+	denied := guideLine(t, guide, "other-thing/telemetry")
+	var allowedOut []byte
+	for i := 0; i < 5 && !strings.Contains(subOut.String(), "21.5"); i++ {
+		var err error
+		allowedOut, err = exec.Command("sh", "-c", allowed).CombinedOutput()
+		if err != nil {
+			t.Fatalf("allowed publish: %v %s", err, allowedOut)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if strings.Contains(string(allowedOut), "failed") {
+		t.Fatalf("allowed publish reported failure: %s", allowedOut)
+	}
+	deniedOut, _ := exec.Command("sh", "-c", denied).CombinedOutput()
+	if !strings.Contains(string(deniedOut), "Not authorized") {
+		t.Fatalf("publishing into another thing's topic: mosquitto_pub said %q, want Not authorized", deniedOut)
+	}
+	_ = subCmd.Wait()
+	if got := subOut.String(); !strings.Contains(got, "things/demo-thermostat/telemetry/temperature 21.5") {
+		t.Fatalf("the cloud application's mosquitto_sub saw %q", got)
+	}
+}
