@@ -60,6 +60,10 @@ func (h *Hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	h.metrics.validation(time.Since(start))
 	if err != nil {
 		r := refusalFor(err)
+		if r.v5 == 0x88 {
+			// 0x88 is not a DISCONNECT code; 0x89 (server busy) is, and says "try later".
+			return fail(packets.ErrServerBusy, r.reason)
+		}
 		return fail(packets.Code{Code: r.v5}, r.reason)
 	}
 	if !tok.Expiry.IsZero() && !tok.Expiry.After(h.cfg.Now()) {

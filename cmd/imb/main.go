@@ -7,6 +7,7 @@
 //	imb dev     [flags]   run the broker and an AM-compatible development server on loopback
 //	imb am      [flags]   run the AM-compatible development server alone
 //	imb policy  check FILE | explain [flags]
+//	imb health  [--url URL]   probe /readyz (for container health checks)
 //	imb version
 package main
 
@@ -33,6 +34,7 @@ func commands() []command {
 		{"dev", "run the broker with an embedded AM-compatible development server", runDev},
 		{"am", "run the AM-compatible development server alone", runAM},
 		{"policy", "check or explain a topics.yaml policy", runPolicy},
+		{"health", "probe an admin endpoint (container health checks)", runHealth},
 		{"version", "print the version", func(_ []string, stdout, _ io.Writer) int {
 			fmt.Fprintln(stdout, "imb", version)
 			return 0
