@@ -6,8 +6,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"time"
 
@@ -274,7 +276,12 @@ func (c *Config) validator(ctx context.Context) (hooks.TokenValidator, func(cont
 	}
 	ready := func(ctx context.Context) error {
 		if r, ok := v.(introspect.Readier); ok {
-			return r.Ready(ctx)
+			if err := r.Ready(ctx); err != nil {
+				return err
+			}
+		}
+		if iv != nil {
+			return probe(ctx, iv.Endpoint())
 		}
 		return nil
 	}
@@ -294,4 +301,23 @@ type uncached struct{ introspect.Validator }
 
 func (u uncached) Revalidate(ctx context.Context, token string) (*introspect.Token, error) {
 	return u.Validate(ctx, token)
+}
+
+// probe reports whether an HTTP endpoint answers at all: any status below 500 means
+// it is reachable (an introspection endpoint answers a bare GET with 4xx).
+func probe(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("introspection endpoint: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("introspection endpoint unreachable: %w", err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if resp.StatusCode >= 500 {
+		return fmt.Errorf("introspection endpoint answers %s", resp.Status)
+	}
+	return nil
 }
