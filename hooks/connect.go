@@ -82,8 +82,13 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	// mochi inherits a stored session by client id alone (#504): an identity may
 	// never resume, or take over, what another identity left under the same id.
 	if existing, ok := h.cfg.Server.Clients.Get(cl.ID); ok && existing != cl {
-		if string(existing.Properties.Username) != id.subject.ID && !existing.Closed() {
+		owner := string(existing.Properties.Username)
+		if owner != id.subject.ID && !existing.Closed() {
 			return h.refuse(cl, id, notAuthorized("client identifier in use by another identity"))
+		}
+		if id.subject.Anonymous && owner != "" {
+			// Without a token there is no identity to take a thing's stored session from.
+			return h.refuse(cl, id, notAuthorized("client identifier belongs to an identity"))
 		}
 	}
 

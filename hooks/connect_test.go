@@ -197,3 +197,55 @@ func TestAuditLogNeverHoldsTokens(t *testing.T) {
 		}
 	}
 }
+
+func TestAnonymousSection(t *testing.T) {
+	withAnon := testPolicy + `anonymous:
+  - name: public-read
+    effect: allow
+    actions: [subscribe]
+    topics: ["public/#"]
+`
+	e := newEnv(t)
+	if r := e.connect5("visitor", "", v5opts{clean: true}); r.code() != 0x86 {
+		t.Fatalf("without an anonymous section: CONNACK %#x, want 0x86", r.code())
+	}
+	writePolicy(t, e, withAnon)
+	if err := e.b.ReloadPolicy(); err != nil {
+		t.Fatal(err)
+	}
+	r := e.connect5("visitor", "", v5opts{clean: true})
+	if r.code() != 0 {
+		t.Fatalf("anonymous: CONNACK %#x (%v)", r.code(), r.err)
+	}
+	if got := r.subscribe(t, "public/news", 0); got != 0 {
+		t.Fatalf("anonymous subscribe public/news: %#x", got)
+	}
+	if got := r.subscribe(t, "things/+/telemetry/#", 0); got != 0x87 {
+		t.Fatalf("anonymous subscribe telemetry: %#x", got)
+	}
+	if got := r.publish(t, "public/news", 1, false, "x"); got != 0x87 {
+		t.Fatalf("anonymous publish: %#x", got)
+	}
+}
+
+func TestAnonymousCannotWipeAThingsSession(t *testing.T) {
+	e := newEnv(t)
+	writePolicy(t, e, testPolicy+"anonymous:\n  - effect: allow\n    actions: [subscribe]\n    topics: [\"public/#\"]\n")
+	if err := e.b.ReloadPolicy(); err != nil {
+		t.Fatal(err)
+	}
+	r := e.connect5("t1", e.jwt("t1", "subscribe"), v5opts{expiry: 3600})
+	r.subscribe(t, "things/t1/commands/#", 1)
+	_ = r.c.Disconnect(&paho.Disconnect{})
+	waitFor(t, "t1 offline", func() bool {
+		cl, ok := e.b.Server().Clients.Get("t1")
+		return ok && cl.Closed()
+	})
+	if a := e.connect5("t1", "", v5opts{clean: true}); a.code() != 0x87 {
+		t.Fatalf("anonymous client on a thing's client id: CONNACK %#x, want 0x87", a.code())
+	}
+	back := e.connect5("t1", e.jwt("t1", "subscribe"), v5opts{expiry: 3600})
+	if back.err != nil || !back.ack.SessionPresent {
+		t.Fatalf("the thing's session did not survive: %v", back.err)
+	}
+}
