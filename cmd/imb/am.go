@@ -1,12 +1,86 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"imb/amdev"
 )
 
-// runAM is a placeholder until the am command is built.
-func runAM(_ []string, _, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "imb am: not built yet")
-	return 1
+// runAM runs the AM-compatible development server until SIGINT or SIGTERM.
+func runAM(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return runAMContext(ctx, args, stdout, stderr)
+}
+
+// runAMContext is runAM with the stop signal as a context, so tests can end it.
+func runAMContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("imb am", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8080", "TCP address to listen on")
+	baseURL := fs.String("base-url", "", "externally visible base URL (default http://<listen address>/am)")
+	dataDir := fs.String("data", "./.imb-dev/am", "data directory of the store")
+	inMemory := fs.Bool("in-memory", false, "keep nothing: use a temporary store removed on exit")
+	configFile := fs.String("config", "", "YAML file overriding the default AM configuration")
+	verbose := fs.Bool("v", false, "log requests refused and other debug detail")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: imb am [flags]")
+		fmt.Fprintln(stderr, "\nRuns amdev, an AM-compatible development identity server (see docs/amdev.md).")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "imb am: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	srv, err := amdev.Start(startCtx, amdev.Config{Listen: *listen, BaseURL: *baseURL, DataDir: *dataDir,
+		InMemory: *inMemory, ConfigFile: *configFile, Logger: logger})
+	cancel()
+	if err != nil {
+		fmt.Fprintf(stderr, "imb am: %v\n", err)
+		return 1
+	}
+	printAMInfo(stdout, srv)
+	<-ctx.Done()
+	logger.Info("shutting down")
+	if err := srv.Close(); err != nil {
+		fmt.Fprintf(stderr, "imb am: close: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// printAMInfo tells the user where amdev is and how to log in.
+func printAMInfo(w io.Writer, srv *amdev.Server) {
+	fmt.Fprintf(w, "amdev ready: %s\n", srv.URL())
+	fmt.Fprintf(w, "  issuer:        %s\n", srv.Issuer())
+	fmt.Fprintf(w, "  jwks:          %s\n", srv.JWKSURL())
+	fmt.Fprintf(w, "  introspection: %s\n", srv.IntrospectionURL())
+	fmt.Fprintf(w, "  admin:         amAdmin / %s (development default)\n", amdev.DefaultAdminPassword)
+	fmt.Fprintf(w, "  user:          %s / %s (approves device-grant requests)\n", amdev.DemoUserID, amdev.DefaultUserPassword)
+	for _, id := range []string{amdev.CloudAppClientID, amdev.BrokerClientID} {
+		if c, ok := srv.Client(id); ok {
+			fmt.Fprintf(w, "  client:        %s / %s scopes %v\n", c.ID, c.Secret, c.Scopes)
+		}
+	}
 }

@@ -1,0 +1,179 @@
+package amdev
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+const loginCSRFCookie = "amdev-login-csrf"
+
+// devicePage is the HTML of the device verification page. Every page embeds
+// AM's pageData script object: scripts and tests read "done" and "errorCode" from it.
+var devicePage = template.Must(template.New("device").Parse(`<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>amdev · Device authorization</title>
+<style>body{font-family:sans-serif;max-width:32em;margin:3em auto}label{display:block;margin:.6em 0}</style>
+<script>var pageData = {{.PageData}};</script>
+</head><body>
+<h1>Device authorization</h1>
+{{if .Message}}<p role="alert">{{.Message}}</p>{{end}}
+{{if eq .View "login"}}
+<form method="post" action="{{.Action}}">
+<p>Sign in to approve a device.</p>
+<label>User name <input name="username" autocomplete="username" autofocus></label>
+<label>Password <input name="password" type="password" autocomplete="current-password"></label>
+<input type="hidden" name="user_code" value="{{.UserCode}}">
+<input type="hidden" name="login_csrf" value="{{.LoginCSRF}}">
+<button type="submit">Sign in</button>
+</form>
+{{else if eq .View "code"}}
+<form method="post" action="{{.Action}}">
+<p>Signed in as {{.User}}. Enter the code shown by your device.</p>
+<label>Code <input name="user_code" value="{{.UserCode}}" autofocus></label>
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+<button type="submit">Confirm</button>
+</form>
+{{else if eq .View "consent"}}
+<form method="post" action="{{.Action}}">
+<p><strong>{{.Client}}</strong> asks for access to your account{{if .Thing}} on behalf of the thing <strong>{{.Thing}}</strong>{{end}}:</p>
+<ul>{{range .Scopes}}<li>{{.}}</li>{{end}}</ul>
+<input type="hidden" name="user_code" value="{{.UserCode}}">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+<button type="submit" name="decision" value="allow">Allow</button>
+<button type="submit" name="decision" value="deny">Deny</button>
+</form>
+{{else if eq .View "done"}}
+<p>{{if eq .Decision "allow"}}Access granted. You may close this page and return to your device.{{else}}Access denied.{{end}}</p>
+{{end}}
+</body></html>
+`))
+
+type devicePageData struct {
+	View, Action, Message, User, UserCode, CSRF, LoginCSRF, Client, Thing, Realm string
+	Done                                                                         bool
+	Decision, ErrorCode                                                          string
+	Scopes                                                                       []string
+}
+
+// PageData is AM's pageData object literal ({ done: true, errorCode: "…" }).
+func (p devicePageData) PageData() template.JS {
+	str := func(v string) string {
+		b, _ := json.Marshal(v) // a string always encodes; < > & come out as \u escapes
+		return string(b)
+	}
+	return template.JS(fmt.Sprintf("{ done: %t, decision: %s, errorCode: %s, realm: %s }",
+		p.Done, str(p.Decision), str(p.ErrorCode), str(p.Realm)))
+}
+
+// handleDeviceUser serves the human side of the device grant: sign in (a
+// plain form, or an existing SSO cookie from header login), enter the code,
+// allow or deny. Every POST after sign-in carries csrf = the user's SSO token
+// (AM's scheme); the sign-in form is protected by a double-submit cookie.
+func (s *Server) handleDeviceUser(w http.ResponseWriter, r *http.Request, realm string) error {
+	if err := requireMethod(r, http.MethodGet, http.MethodPost); err != nil {
+		return err
+	}
+	page := devicePageData{Action: r.URL.Path, Realm: realm}
+	if r.URL.RawQuery != "" {
+		if q := r.URL.Query(); q.Has("realm") {
+			page.Action += "?realm=" + url.QueryEscape(q.Get("realm"))
+		}
+	}
+	ss := s.lookupSession(s.sessionToken(r))
+	if ss != nil && ss.realm != realm {
+		ss = nil
+	}
+	if r.Method == http.MethodGet {
+		page.UserCode = r.URL.Query().Get("user_code")
+		if ss == nil {
+			return s.renderLogin(w, page, "")
+		}
+		page.View, page.User, page.CSRF = "code", ss.uid, ss.token
+		return s.renderDevice(w, http.StatusOK, page)
+	}
+	if err := r.ParseForm(); err != nil {
+		return errBadRequest("Invalid form body")
+	}
+	f := r.PostForm
+	page.UserCode = strings.TrimSpace(f.Get("user_code"))
+	if f.Has("username") {
+		return s.deviceLogin(w, r, realm, page)
+	}
+	if ss == nil {
+		return s.renderLogin(w, page, "Please sign in.")
+	}
+	if subtle.ConstantTimeCompare([]byte(f.Get("csrf")), []byte(ss.token)) != 1 {
+		page.View, page.ErrorCode, page.Message = "error", "csrf", "The form is stale or forged; reload the page."
+		return s.renderDevice(w, http.StatusForbidden, page)
+	}
+	page.User, page.CSRF = ss.uid, ss.token
+	decision := f.Get("decision")
+	if decision != "allow" && decision != "deny" {
+		dc := s.pendingDevice(realm, page.UserCode)
+		if dc == nil {
+			page.View, page.ErrorCode, page.Message = "code", "not_found", "That code is unknown or expired."
+			return s.renderDevice(w, http.StatusOK, page)
+		}
+		page.View, page.Client, page.Thing, page.Scopes = "consent", dc.clientID, dc.thingID, dc.scopes
+		return s.renderDevice(w, http.StatusOK, page)
+	}
+	if _, code := s.decideDevice(realm, page.UserCode, ss.uid, decision == "allow"); code != "" {
+		page.View, page.ErrorCode, page.Message = "code", code, "That code is unknown, expired or already used."
+		return s.renderDevice(w, http.StatusOK, page)
+	}
+	s.log.Info("device request decided", "user", ss.uid, "decision", decision)
+	page.View, page.Done, page.Decision = "done", true, decision
+	return s.renderDevice(w, http.StatusOK, page)
+}
+
+func (s *Server) deviceLogin(w http.ResponseWriter, r *http.Request, realm string, page devicePageData) error {
+	c, err := r.Cookie(loginCSRFCookie)
+	if err != nil || c.Value == "" || subtle.ConstantTimeCompare([]byte(c.Value), []byte(r.PostForm.Get("login_csrf"))) != 1 {
+		return s.renderLogin(w, page, "The sign-in form expired; please try again.")
+	}
+	id, admin, ok := s.checkUserPassword(realm, r.PostForm.Get("username"), r.PostForm.Get("password"))
+	if !ok {
+		page.ErrorCode = "login_failure"
+		return s.renderLogin(w, page, "Wrong user name or password.")
+	}
+	kind := kindUser
+	if admin {
+		kind = kindAdmin
+	}
+	ss := s.newSession(realm, id, kind, false, nil)
+	http.SetCookie(w, &http.Cookie{Name: s.settings.CookieName, Value: ss.token, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, &http.Cookie{Name: loginCSRFCookie, Value: "", Path: "/", MaxAge: -1})
+	target := page.Action
+	if page.UserCode != "" {
+		sep := "?"
+		if strings.Contains(target, "?") {
+			sep = "&"
+		}
+		target += sep + "user_code=" + url.QueryEscape(page.UserCode)
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
+	return nil
+}
+
+func (s *Server) renderLogin(w http.ResponseWriter, page devicePageData, msg string) error {
+	token := randomToken(24)
+	http.SetCookie(w, &http.Cookie{Name: loginCSRFCookie, Value: token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	page.View, page.LoginCSRF, page.Message = "login", token, msg
+	return s.renderDevice(w, http.StatusOK, page)
+}
+
+func (s *Server) renderDevice(w http.ResponseWriter, status int, page devicePageData) error {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Frame-Options", "DENY")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; form-action 'self'")
+	w.WriteHeader(status)
+	if err := devicePage.Execute(w, page); err != nil {
+		s.log.Warn("render device page", "err", err)
+	}
+	return nil
+}

@@ -1,0 +1,169 @@
+package amdev
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// authenticateThing runs the Authenticate Thing node on the answered JWT.
+// Unknown identity, no keys, or no key with the JWT's kid → register
+// outcome; any other verification failure → 401.
+func (s *Server) authenticateThing(st *authState, tree *Tree, raw string) (*authResult, error) {
+	node := tree.Authenticate
+	jws, err := parseCompactJWS(raw)
+	if err != nil {
+		return nil, errLoginFailure().with(err)
+	}
+	claims, err := jws.claims()
+	if err != nil {
+		return nil, errLoginFailure().with(err)
+	}
+	var id, kid string
+	var audiences []string
+	if node.Method == MethodClientAssertion {
+		iss, _ := claims["iss"].(string)
+		id, _ = claims["sub"].(string)
+		if id == "" || iss != id {
+			return nil, errLoginFailure().with(errors.New("client assertion: iss must equal sub"))
+		}
+		kid = jws.headerString("kid")
+		base := s.oauthBase(st.realm)
+		audiences = append([]string{base, base + "/access_token"}, node.AdditionalAudienceValues...)
+	} else {
+		id, _ = claims["sub"].(string)
+		kid = cnfKID(claims)
+		audiences = append([]string{st.realm}, node.AdditionalAudienceValues...)
+	}
+	ident, err := s.getIdentity(st.realm, id)
+	if errors.Is(err, errNoIdentity) {
+		return &authResult{register: true}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	keys, err := ident.keys()
+	if err != nil {
+		return nil, errLoginFailure().with(err)
+	}
+	matched := keys.Key(kid)
+	if kid == "" || len(matched) == 0 {
+		return &authResult{register: true}, nil
+	}
+	key := matched[0]
+	if err := jws.verify(key.Key); err != nil {
+		return nil, errLoginFailure().with(fmt.Errorf("authenticate %s: %w", id, err))
+	}
+	if !audienceOK(claims["aud"], audiences) {
+		return nil, errLoginFailure().with(fmt.Errorf("authenticate %s: audience not accepted", id))
+	}
+	if err := s.checkJWTTimes(claims); err != nil {
+		return nil, errLoginFailure().with(fmt.Errorf("authenticate %s: %w", id, err))
+	}
+	if node.Method == MethodProofOfPossession {
+		if nonce, _ := claims["nonce"].(string); st.challenge == "" || nonce != st.challenge {
+			return nil, errLoginFailure().with(fmt.Errorf("authenticate %s: nonce is not the challenge", id))
+		}
+	} else if err := s.rememberJTI(claims); err != nil {
+		return nil, errLoginFailure().with(fmt.Errorf("authenticate %s: %w", id, err))
+	}
+	for name, want := range node.RequiredClaims {
+		if got, _ := claims[name].(string); got != want {
+			return nil, errLoginFailure().with(fmt.Errorf("authenticate %s: claim %s does not match", id, name))
+		}
+	}
+	return &authResult{id: ident.ID, key: &key}, nil
+}
+
+// cnfKID is the kid named in a JWT's cnf claim (cnf.kid, else cnf.jwk.kid).
+func cnfKID(claims map[string]any) string {
+	cnf, _ := claims["cnf"].(map[string]any)
+	if kid, _ := cnf["kid"].(string); kid != "" {
+		return kid
+	}
+	jwk, _ := cnf["jwk"].(map[string]any)
+	kid, _ := jwk["kid"].(string)
+	return kid
+}
+
+// audienceOK accepts a string aud, or an array with one accepted value.
+func audienceOK(aud any, accepted []string) bool {
+	switch v := aud.(type) {
+	case string:
+		return slices.Contains(accepted, v)
+	case []any:
+		for _, a := range v {
+			if s, ok := a.(string); ok && slices.Contains(accepted, s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkJWTTimes requires exp in the future and iat (if present) not in the
+// future, each within the configured clock skew.
+func (s *Server) checkJWTTimes(claims map[string]any) error {
+	now := s.now()
+	skew := time.Duration(s.settings.ClockSkew)
+	exp, ok := numericDate(claims["exp"])
+	if !ok {
+		return errors.New("no exp")
+	}
+	if !now.Add(-skew).Before(exp) {
+		return errors.New("expired")
+	}
+	if iat, ok := numericDate(claims["iat"]); ok && iat.After(now.Add(skew)) {
+		return errors.New("issued in the future")
+	}
+	if nbf, ok := numericDate(claims["nbf"]); ok && nbf.After(now.Add(skew)) {
+		return errors.New("not valid yet")
+	}
+	return nil
+}
+
+func numericDate(v any) (time.Time, bool) {
+	n, ok := v.(json.Number)
+	if !ok {
+		return time.Time{}, false
+	}
+	f, err := n.Float64()
+	if err != nil || f < 0 || f > 1e11 {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(f), 0), true
+}
+
+// rememberJTI refuses a client assertion whose jti was seen before (RFC 7523 §3).
+func (s *Server) rememberJTI(claims map[string]any) error {
+	jti, _ := claims["jti"].(string)
+	if jti == "" {
+		return nil
+	}
+	exp, _ := numericDate(claims["exp"])
+	key := fmt.Sprintf("%v\x00%s", claims["iss"], jti)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, seen := s.seenJTIs[key]; seen {
+		return errors.New("jti replayed")
+	}
+	s.seenJTIs[key] = exp.Add(time.Duration(s.settings.ClockSkew))
+	return nil
+}
+
+// publicJWK is k without private parts and certificates, as stored in thingKeys.
+func publicJWK(k jose.JSONWebKey, kid string) jose.JSONWebKey {
+	pub := k.Public()
+	pub.KeyID = kid
+	pub.Certificates = nil
+	pub.CertificateThumbprintSHA1 = nil
+	pub.CertificateThumbprintSHA256 = nil
+	if pub.Use == "" {
+		pub.Use = "sig"
+	}
+	return pub
+}
