@@ -226,6 +226,38 @@ func (b *Broker) listen() error {
 	return nil
 }
 
+// Check validates cfg and its policy without starting anything, and returns a
+// one-line summary: the configuration check an operator (or ExecStartPre) runs.
+func Check(cfg Config) (string, error) {
+	if err := cfg.fill(); err != nil {
+		return "", err
+	}
+	if cfg.AllowAll {
+		return "", errors.New("allow-all is a measurement baseline, not a configuration")
+	}
+	if cfg.TLSAddr != "" || cfg.WSSAddr != "" {
+		if _, err := cfg.tlsConfig(); err != nil {
+			return "", err
+		}
+	}
+	policy := cfg.Policy
+	if policy == nil {
+		p, err := authz.Load(cfg.PolicyFile)
+		if err != nil {
+			return "", fmt.Errorf("policy: %w", err)
+		}
+		policy = p
+	}
+	mode := "jwt"
+	switch {
+	case cfg.IntrospectURL != "" && (cfg.Issuer != "" || cfg.JWKSURL != "" || cfg.JWKSFile != ""):
+		mode = "jwt + introspection"
+	case cfg.IntrospectURL != "" || (cfg.Issuer == "" && cfg.ClientID != ""):
+		mode = "introspection"
+	}
+	return fmt.Sprintf("configuration valid: tokens by %s; %s", mode, policy.Summary()), nil
+}
+
 // Addr returns the bound address of a listener: "tcp", "tls", "ws", "wss" or
 // "admin"; "" if it is not configured.
 func (b *Broker) Addr(name string) string { return b.addrs[name] }

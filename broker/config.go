@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -50,8 +52,9 @@ type Config struct {
 	Algorithms           []string      `yaml:"algorithms"`  // JWT algorithm allow-list (default ES256 ES384 RS256 PS256 EdDSA)
 	TokenTypes           []string      `yaml:"token_types"` // accepted JWT typ headers (empty: any)
 	IntrospectURL        string        `yaml:"introspect_url"`
-	ClientID             string        `yaml:"client_id"`     // the broker's own OAuth2 client, for introspection
-	ClientSecret         string        `yaml:"client_secret"` // its secret (prefer the IMB_CLIENT_SECRET environment variable)
+	ClientID             string        `yaml:"client_id"`          // the broker's own OAuth2 client, for introspection
+	ClientSecret         string        `yaml:"client_secret"`      // its secret (prefer the IMB_CLIENT_SECRET environment variable)
+	ClientSecretFile     string        `yaml:"client_secret_file"` // a file holding the secret (e.g. a systemd credential); trailing newline ignored
 	IntrospectAuthMethod string        `yaml:"introspect_auth_method"`
 	RevalidateInterval   time.Duration `yaml:"revalidate_interval"` // revocation re-check of introspected tokens (default 60s; negative: never)
 	ValidateTimeout      time.Duration `yaml:"validate_timeout"`    // one validation at CONNECT/AUTH (default 5s)
@@ -189,6 +192,21 @@ func (c *Config) fill() error {
 	}
 	if !c.AllowAll && c.Validator == nil && c.Issuer == "" && c.JWKSURL == "" && c.JWKSFile == "" && c.IntrospectURL == "" {
 		return errors.New("no token validation configured: set issuer, jwks_url, jwks_file or introspect_url")
+	}
+	for key, u := range map[string]string{"issuer": c.Issuer, "jwks_url": c.JWKSURL, "introspect_url": c.IntrospectURL} {
+		if u == "" {
+			continue
+		}
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return fmt.Errorf("%s %q: want an absolute http or https URL", key, u)
+		}
+	}
+	if c.ClientSecretFile != "" {
+		b, err := os.ReadFile(c.ClientSecretFile)
+		if err != nil {
+			return fmt.Errorf("client_secret_file: %w", err)
+		}
+		c.ClientSecret = strings.TrimRight(string(b), "\r\n")
 	}
 	if (c.JWKSURL != "" || c.JWKSFile != "") && c.Issuer == "" {
 		return errors.New("jwks_url and jwks_file need issuer: the iss claim is checked against it")

@@ -31,6 +31,7 @@ func (s *listFlag) Set(v string) error {
 // serveOptions are the command-line settings of imb serve that are not part of
 // broker.Config.
 type serveOptions struct {
+	check      bool
 	configFile string
 	logFormat  string
 	logLevel   string
@@ -40,6 +41,7 @@ type serveOptions struct {
 // caller applies them after the config file, so a flag given overrides the file.
 func serveFlags(fs *flag.FlagSet, cfg *broker.Config, o *serveOptions) {
 	fs.StringVar(&o.configFile, "config", "", "configuration file (imb.yaml); flags override it")
+	fs.BoolVar(&o.check, "check", false, "check the configuration and the policy, print a summary and exit (0 valid, 2 invalid)")
 	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", cfg.MQTTAddr, "MQTT over TCP listen address (empty disables)")
 	fs.StringVar(&cfg.WSAddr, "ws-addr", cfg.WSAddr, "MQTT over WebSocket listen address")
 	fs.StringVar(&cfg.WSSAddr, "wss-addr", cfg.WSSAddr, "MQTT over WebSocket+TLS listen address")
@@ -55,7 +57,8 @@ func serveFlags(fs *flag.FlagSet, cfg *broker.Config, o *serveOptions) {
 	fs.Var((*listFlag)(&cfg.Audience), "audience", "accepted token audience (repeatable); unset: aud is not checked")
 	fs.StringVar(&cfg.IntrospectURL, "introspect-url", cfg.IntrospectURL, "RFC 7662 introspection endpoint")
 	fs.StringVar(&cfg.ClientID, "client-id", cfg.ClientID, "the broker's OAuth2 client id, for introspection")
-	fs.StringVar(&cfg.ClientSecret, "client-secret", cfg.ClientSecret, "the broker's client secret (prefer IMB_CLIENT_SECRET)")
+	fs.StringVar(&cfg.ClientSecret, "client-secret", cfg.ClientSecret, "the broker's client secret (prefer IMB_CLIENT_SECRET or --client-secret-file)")
+	fs.StringVar(&cfg.ClientSecretFile, "client-secret-file", cfg.ClientSecretFile, "file holding the broker's client secret (e.g. a systemd credential)")
 	fs.DurationVar(&cfg.RevalidateInterval, "revalidate-interval", cfg.RevalidateInterval, "how often introspected tokens are checked again for revocation")
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory for persistent sessions, retained and in-flight messages (empty: memory only)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: json or text")
@@ -73,6 +76,15 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg.Logger = log
+	if o.check {
+		summary, err := broker.Check(cfg)
+		if err != nil {
+			fmt.Fprintln(stderr, "imb serve:", err)
+			return 2
+		}
+		fmt.Fprintln(stdout, summary)
+		return 0
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	b, err := broker.Start(ctx, cfg)
@@ -80,9 +92,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "imb serve:", err)
 		return 1
 	}
-	for name, addr := range map[string]string{"mqtt": b.Addr("tcp"), "tls": b.Addr("tls"), "ws": b.Addr("ws"), "wss": b.Addr("wss"), "admin": b.Addr("admin")} {
-		if addr != "" {
-			fmt.Fprintf(stdout, "imb: %s listening on %s\n", name, addr)
+	for _, l := range [][2]string{{"mqtt", "tcp"}, {"tls", "tls"}, {"ws", "ws"}, {"wss", "wss"}, {"admin", "admin"}} {
+		if addr := b.Addr(l[1]); addr != "" {
+			fmt.Fprintf(stdout, "imb: %s listening on %s\n", l[0], addr)
 		}
 	}
 	serveUntilSignal(ctx, b, log)
