@@ -1,0 +1,50 @@
+package introspect
+
+import (
+	"context"
+	"errors"
+)
+
+// autoValidator validates JWTs of the configured issuer locally and sends every other token to introspection.
+type autoValidator struct {
+	jwt *JWTValidator
+	in  *Introspector
+}
+
+// NewAuto combines the two strategies: a token that parses as a compact JWS and names jwt's issuer in iss is
+// validated locally (and a failure there is final: it never falls through to introspection); every other token,
+// opaque or from another issuer, is introspected. Either argument may be nil; with only jwt, tokens it cannot
+// validate are invalid. The result also implements Readier.
+func NewAuto(jwt *JWTValidator, in *Introspector) Validator {
+	return &autoValidator{jwt: jwt, in: in}
+}
+
+// Validate routes the token.
+func (a *autoValidator) Validate(ctx context.Context, token string) (*Token, error) {
+	if a.jwt != nil {
+		jws, err := parseCompact(token, a.jwt.maxToken, a.jwt.maxHeader)
+		if err == nil {
+			if iss, _ := jws.claims["iss"].(string); iss == a.jwt.issuer || a.in == nil {
+				return a.jwt.validateParsed(ctx, jws)
+			}
+		} else if a.in == nil {
+			return nil, err
+		}
+	}
+	if a.in == nil {
+		return nil, invalid(ReasonNoValidator, nil)
+	}
+	return a.in.Validate(ctx, token)
+}
+
+// Ready requires every configured strategy to be ready.
+func (a *autoValidator) Ready(ctx context.Context) error {
+	var errs []error
+	if a.jwt != nil {
+		errs = append(errs, a.jwt.Ready(ctx))
+	}
+	if a.in != nil {
+		errs = append(errs, a.in.Ready(ctx))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,59 @@
+package introspect
+
+import (
+	"crypto/elliptic"
+	"testing"
+)
+
+func TestAuto(t *testing.T) {
+	e := newIntrospectionEndpoint(t)
+	k := newECKey(t, "am-key", elliptic.P256(), "ES256")
+	e.setKeys(t, k)
+	jwt := newTestJWT(t, JWTConfig{Issuer: e.issuer()})
+	in := newTestIntrospector(t, IntrospectionConfig{Issuer: e.issuer(), ClientID: brokerClientID,
+		ClientSecret: brokerClientSecret})
+	forger := newECKey(t, "am-key", elliptic.P256(), "ES256") // same kid, unpublished key
+	foreign := signJOSE(t, k, "JWT", claimsFor("https://other.example", "a"))
+	local := signJOSE(t, k, "JWT", claimsFor(e.issuer(), "thing-1"))
+	forged := signJOSE(t, forger, "JWT", claimsFor(e.issuer(), "thing-1"))
+
+	tests := []struct {
+		name          string
+		v             Validator
+		token         string
+		method        string // "" when rejected
+		reason        string
+		introspection int64 // requests the call sends to the introspection endpoint
+	}{
+		{"own JWT validated locally", NewAuto(jwt, in), local, MethodJWT, "", 0},
+		{"forged own JWT never falls through", NewAuto(jwt, in), forged, "", ReasonSignatureInvalid, 0},
+		{"opaque token introspected", NewAuto(jwt, in), "active", MethodIntrospection, "", 1},
+		{"foreign JWT introspected", NewAuto(jwt, in), foreign, "", ReasonInactive, 1},
+		{"JWT only: opaque token", NewAuto(jwt, nil), "active", "", ReasonNotJWS, 0},
+		{"JWT only: foreign JWT", NewAuto(jwt, nil), foreign, "", ReasonIssuerMismatch, 0},
+		{"introspection only: JWT", NewAuto(nil, in), local, "", ReasonInactive, 1},
+		{"nothing configured", NewAuto(nil, nil), local, "", ReasonNoValidator, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := e.requests.Load()
+			tok, err := tt.v.Validate(t.Context(), tt.token)
+			if tt.method != "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tok.Method != tt.method || tok.ThingID != "thing-1" {
+					t.Errorf("method %q thing %q", tok.Method, tok.ThingID)
+				}
+			} else if r := reasonOf(t, err, ErrInvalidToken); r != tt.reason {
+				t.Errorf("reason %q, want %q", r, tt.reason)
+			}
+			if got := e.requests.Load() - before; got != tt.introspection {
+				t.Errorf("%d introspection requests, want %d", got, tt.introspection)
+			}
+		})
+	}
+	if err := NewAuto(jwt, in).(Readier).Ready(t.Context()); err != nil {
+		t.Errorf("Ready: %v", err)
+	}
+}

@@ -1,0 +1,251 @@
+// Package introspect turns the access token a thing presents into verified facts: subject, plain thing id, scopes,
+// claims, expiry and proof-of-possession confirmation. It validates JWTs locally against the issuer's published keys
+// (OIDC discovery, a JWKS URL or a JWKS file), asks an RFC 7662 introspection endpoint about any other token, and
+// caches the outcome by SHA-256 of the token for the broker's hot path. It knows nothing of MQTT: its errors carry
+// the reason code the broker should answer with, and that is all.
+//
+// JOSE libraries, one per job: the compact-JWS parse and the signature check are written here over crypto/ecdsa,
+// crypto/rsa and crypto/ed25519, because validation runs on every CONNECT and must stay close to the cost of the
+// bare signature check, and because every rule that stops a forged token (strict base64url, duplicate JSON members,
+// no crit/jku/x5u/jwk/x5c, key chosen by kid only and fitted to alg) is then visible in one place. go-jose v4
+// parses key sets (JWKS), where its key validation (EC points, RSA moduli, x5c chains) is worth having and speed
+// does not matter. Tests sign tokens with go-jose, an implementation independent of the one under test.
+package introspect
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Validator checks a token and returns what it proves. Errors are *Error values of kind ErrInvalidToken or
+// ErrUnavailable.
+type Validator interface {
+	Validate(ctx context.Context, token string) (*Token, error)
+}
+
+// Readier reports whether a component can currently validate tokens (keys loaded and fresh, endpoint known). The
+// broker's /readyz calls it; a nil error means ready.
+type Readier interface {
+	Ready(ctx context.Context) error
+}
+
+// Token is the verified content of an access token. A *Token returned by a validator or the cache is shared
+// between callers (the cache hands the same pointer to every hit): treat it, its slices and its Claims map as
+// read-only.
+type Token struct {
+	Subject   string // sub as issued, e.g. "(usr!thing-1)"
+	ThingID   string // plain identity: subname, else the ID in "(usr!ID)" or "(age!ID)", else sub
+	ClientID  string // OAuth client: client_id, azp or cid; else the single aud value (AM puts the client there)
+	Issuer    string
+	ID        string // jti
+	Audience  []string
+	Scopes    []string       // from a JSON array or a space-separated string
+	Claims    map[string]any // every claim, JSON-decoded: string, float64, bool, []any, map[string]any, nil
+	Expiry    time.Time      // zero only for an introspection answer without exp
+	IssuedAt  time.Time
+	NotBefore time.Time
+	// Confirmation is the proof-of-possession binding (cnf, RFC 7800 / RFC 9449 / RFC 8705); nil when absent.
+	Confirmation *Confirmation
+	Method       string // MethodJWT or MethodIntrospection
+}
+
+// Methods that produced a Token.
+const (
+	MethodJWT           = "jwt"
+	MethodIntrospection = "introspection"
+)
+
+// Confirmation is the cnf claim: the key the token is bound to.
+type Confirmation struct {
+	JKT     string          // RFC 9449 JWK SHA-256 thumbprint (DPoP)
+	X5TS256 string          // RFC 8705 certificate SHA-256 thumbprint (mTLS), from "x5t#S256"
+	JWK     json.RawMessage // RFC 7800 embedded public key, as sent
+}
+
+// Fingerprint identifies a token in logs without revealing it: the first 12 hex digits of its SHA-256.
+func Fingerprint(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:6])
+}
+
+// tokenFromClaims builds a Token from decoded claims and checks the types of the claims it reads. Time checks
+// (exp, nbf, iat) are the caller's, since JWT and introspection treat a missing exp differently.
+func tokenFromClaims(claims map[string]any, method string) (*Token, error) {
+	t := &Token{Claims: claims, Method: method}
+	var err error
+	if t.Subject, err = stringClaim(claims, "sub"); err != nil {
+		return nil, err
+	}
+	if t.Subject == "" {
+		return nil, invalid(ReasonSubMissing, nil)
+	}
+	if t.Issuer, err = stringClaim(claims, "iss"); err != nil {
+		return nil, err
+	}
+	if t.ID, err = stringClaim(claims, "jti"); err != nil {
+		return nil, err
+	}
+	subname, err := stringClaim(claims, "subname")
+	if err != nil {
+		return nil, err
+	}
+	t.ThingID = thingID(t.Subject, subname)
+	if t.Audience, err = audience(claims); err != nil {
+		return nil, err
+	}
+	if t.Scopes, err = scopes(claims); err != nil {
+		return nil, err
+	}
+	if t.ClientID, err = clientID(claims, t.Audience); err != nil {
+		return nil, err
+	}
+	if t.Expiry, err = timeClaim(claims, "exp"); err != nil {
+		return nil, err
+	}
+	if t.IssuedAt, err = timeClaim(claims, "iat"); err != nil {
+		return nil, err
+	}
+	if t.NotBefore, err = timeClaim(claims, "nbf"); err != nil {
+		return nil, err
+	}
+	if t.Confirmation, err = confirmation(claims); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// thingID normalises AM's compound universal ids: subname wins, else "(usr!ID)" or "(age!ID)" yields ID.
+func thingID(sub, subname string) string {
+	if subname != "" {
+		return subname
+	}
+	for _, prefix := range []string{"(usr!", "(age!"} {
+		if id, ok := strings.CutPrefix(sub, prefix); ok && strings.HasSuffix(id, ")") && len(id) > 1 {
+			return id[:len(id)-1]
+		}
+	}
+	return sub
+}
+
+// claimTypeError reports a claim of the wrong JSON type; the claim name is safe to show, its value is not needed.
+func claimTypeError(name, want string) error {
+	return invalid(ReasonClaimType, fmt.Errorf("claim %q: want %s", name, want))
+}
+
+// stringClaim returns a string claim, "" when absent.
+func stringClaim(claims map[string]any, name string) (string, error) {
+	v, ok := claims[name]
+	if !ok || v == nil {
+		return "", nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", claimTypeError(name, "a string")
+	}
+	return s, nil
+}
+
+// maxNumericDate bounds NumericDate claims to the year 9999 so the conversion to time.Time cannot overflow.
+const maxNumericDate = 253402300799
+
+// timeClaim reads a NumericDate (RFC 7519 §2): a JSON number of seconds, fractions allowed.
+func timeClaim(claims map[string]any, name string) (time.Time, error) {
+	v, ok := claims[name]
+	if !ok || v == nil {
+		return time.Time{}, nil
+	}
+	f, ok := v.(float64)
+	if !ok || f < 0 || f > maxNumericDate {
+		return time.Time{}, claimTypeError(name, "a NumericDate")
+	}
+	sec := int64(f)
+	return time.Unix(sec, int64((f-float64(sec))*1e9)), nil
+}
+
+// audience accepts aud as a string or an array of strings (RFC 7519 §4.1.3).
+func audience(claims map[string]any) ([]string, error) {
+	return stringOrArray(claims, "aud", func(s string) []string { return []string{s} })
+}
+
+// scopes accepts scope as a space-separated string (RFC 8693 §4.2, introspection, node-oidc-provider) or a JSON
+// array (AM's JWTs).
+func scopes(claims map[string]any) ([]string, error) {
+	return stringOrArray(claims, "scope", strings.Fields)
+}
+
+// stringOrArray reads a claim that is either a string (converted by fromString) or an array of strings.
+func stringOrArray(claims map[string]any, name string, fromString func(string) []string) ([]string, error) {
+	v, ok := claims[name]
+	if !ok || v == nil {
+		return nil, nil
+	}
+	switch v := v.(type) {
+	case string:
+		if v == "" {
+			return nil, nil
+		}
+		return fromString(v), nil
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return nil, claimTypeError(name, "a string or an array of strings")
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	}
+	return nil, claimTypeError(name, "a string or an array of strings")
+}
+
+// clientID takes the OAuth client from client_id (RFC 9068, RFC 7662), azp (OIDC) or cid (Okta); AM's tokens name
+// the client only in aud, so a single audience value is the last resort.
+func clientID(claims map[string]any, aud []string) (string, error) {
+	for _, name := range []string{"client_id", "azp", "cid"} {
+		s, err := stringClaim(claims, name)
+		if err != nil || s != "" {
+			return s, err
+		}
+	}
+	if len(aud) == 1 {
+		return aud[0], nil
+	}
+	return "", nil
+}
+
+// confirmation reads cnf; a cnf that is present but malformed is an error, since it would silently drop a binding.
+func confirmation(claims map[string]any) (*Confirmation, error) {
+	v, ok := claims["cnf"]
+	if !ok || v == nil {
+		return nil, nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, claimTypeError("cnf", "an object")
+	}
+	c := &Confirmation{}
+	var err error
+	if c.JKT, err = stringClaim(m, "jkt"); err != nil {
+		return nil, err
+	}
+	if c.X5TS256, err = stringClaim(m, "x5t#S256"); err != nil {
+		return nil, err
+	}
+	if jwk, ok := m["jwk"]; ok && jwk != nil {
+		if _, isObject := jwk.(map[string]any); !isObject {
+			return nil, claimTypeError("cnf.jwk", "an object")
+		}
+		raw, err := json.Marshal(jwk)
+		if err != nil {
+			return nil, invalid(ReasonClaimType, fmt.Errorf("claim cnf.jwk: %w", err))
+		}
+		c.JWK = raw
+	}
+	return c, nil
+}
