@@ -1,0 +1,109 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// TokenSource supplies a valid access token on every call, hiding refresh (the x/oauth2 idiom, with a
+// context because every call may reach AM).
+type TokenSource interface {
+	Token(ctx context.Context) (*Token, error)
+}
+
+// defaultRefreshBefore is how long before expiry a ThingTokenSource renews a token at most; for short
+// lifetimes it renews after two thirds of the lifetime instead.
+const defaultRefreshBefore = time.Minute
+
+// ThingTokenSource is the TokenSource of a Thing: it caches the token, renews it shortly before it
+// expires with the refresh token (narrowing nothing), and falls back to a fresh get_access_token when
+// there is no refresh token or the refresh is refused. It is safe for concurrent use.
+type ThingTokenSource struct {
+	thing  *Thing
+	scopes []string
+	// RefreshBefore caps how early a token is renewed (default one minute); set it before first use.
+	RefreshBefore time.Duration
+
+	mu  sync.Mutex
+	tok *Token
+}
+
+// TokenSource returns a token source for access tokens with scopes (none: the client's defaults).
+func (t *Thing) TokenSource(scopes ...string) *ThingTokenSource {
+	return &ThingTokenSource{thing: t, scopes: scopes, RefreshBefore: defaultRefreshBefore}
+}
+
+// Token returns the cached token while it is fresh, otherwise a renewed one.
+func (s *ThingTokenSource) Token(ctx context.Context) (*Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tok.Valid() && !s.tok.ExpiresWithin(s.margin(s.tok)) {
+		return s.tok, nil
+	}
+	if s.tok != nil && s.tok.RefreshToken != "" {
+		tok, err := s.thing.RefreshToken(ctx, s.tok.RefreshToken, s.scopes...)
+		if err == nil {
+			if tok.RefreshToken == "" {
+				tok.RefreshToken = s.tok.RefreshToken
+			}
+			s.tok = tok
+			return tok, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		s.thing.client.log.DebugContext(ctx, "refresh refused; requesting a new token", "err", err)
+	}
+	tok, err := s.thing.AccessToken(ctx, s.scopes...)
+	if err != nil {
+		return nil, err
+	}
+	s.tok = tok
+	return tok, nil
+}
+
+// Reset drops the cached token, for example after the broker refused it; the next Token call renews.
+func (s *ThingTokenSource) Reset() {
+	s.mu.Lock()
+	s.tok = nil
+	s.mu.Unlock()
+}
+
+// margin is how long before expiry tok is renewed: RefreshBefore, or a third of the lifetime if less.
+func (s *ThingTokenSource) margin(tok *Token) time.Duration {
+	m := s.RefreshBefore
+	if m <= 0 {
+		m = defaultRefreshBefore
+	}
+	if life := time.Duration(tok.ExpiresIn) * time.Second; life > 0 && life/3 < m {
+		m = life / 3
+	}
+	return m
+}
+
+// OAuth2 adapts a TokenSource to golang.org/x/oauth2, for oauth2.NewClient and friends; ctx bounds
+// every renewal.
+func OAuth2(ctx context.Context, ts TokenSource) oauth2.TokenSource {
+	return oauth2TokenSource{ctx: ctx, ts: ts}
+}
+
+type oauth2TokenSource struct {
+	ctx context.Context
+	ts  TokenSource
+}
+
+// Token implements oauth2.TokenSource.
+func (o oauth2TokenSource) Token() (*oauth2.Token, error) {
+	tok, err := o.ts.Token(o.ctx)
+	if err != nil {
+		return nil, err
+	}
+	if tok == nil {
+		return nil, errors.New("token source returned no token")
+	}
+	return &oauth2.Token{AccessToken: tok.AccessToken, TokenType: tok.TokenType, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry, ExpiresIn: tok.ExpiresIn}, nil
+}
