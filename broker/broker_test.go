@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/gorilla/websocket"
 
@@ -154,7 +155,8 @@ func TestListeners(t *testing.T) {
 			if resp.Header.Get("Sec-Websocket-Protocol") != "mqtt" {
 				t.Fatalf("subprotocol %q", resp.Header.Get("Sec-Websocket-Protocol"))
 			}
-			roundTrip(t, &wsConn{Conn: c.NetConn(), ws: c}, tok)
+			// paho.golang writes one packet in several Writes: the conn must serialise them.
+			roundTrip(t, packets.NewThreadSafeConn(&wsConn{Conn: c.NetConn(), ws: c}), tok)
 		})
 	}
 }
