@@ -22,14 +22,7 @@ func (h *Hook) armTimers(s *session) {
 	id := s.id.Load()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.expiryT != nil {
-		s.expiryT.Stop()
-		s.expiryT = nil
-	}
-	if s.revalT != nil {
-		s.revalT.Stop()
-		s.revalT = nil
-	}
+	s.stopTimersLocked()
 	if !id.expiry.IsZero() {
 		s.expiryT = time.AfterFunc(id.expiry.Sub(h.cfg.Now()), func() { h.expire(s, id) })
 	}

@@ -65,6 +65,11 @@ func (s *session) allow(a authz.Action, topic string, qos byte, retain bool) aut
 func (s *session) stopTimers() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.stopTimersLocked()
+}
+
+// stopTimersLocked is stopTimers for a caller holding s.mu.
+func (s *session) stopTimersLocked() {
 	if s.expiryT != nil {
 		s.expiryT.Stop()
 		s.expiryT = nil
