@@ -1,12 +1,307 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"sort"
+	"strconv"
+	"strings"
+
+	"imb/authz"
 )
 
-// runPolicy is a placeholder until the policy command is built.
-func runPolicy(_ []string, _, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "imb policy: not built yet")
-	return 1
+// Exit codes of `imb policy`.
+const (
+	exitAllow = 0
+	exitUsage = 2 // bad arguments or an invalid policy
+	exitDeny  = 3
+)
+
+// runPolicy implements `imb policy check FILE` and `imb policy explain ...`.
+func runPolicy(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		policyUsage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "check":
+		return runPolicyCheck(args[1:], stdout, stderr)
+	case "explain":
+		return runPolicyExplain(args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		policyUsage(stdout)
+		return 0
+	}
+	fmt.Fprintf(stderr, "imb policy: unknown subcommand %q\n\n", args[0])
+	policyUsage(stderr)
+	return exitUsage
+}
+
+func policyUsage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  imb policy check FILE
+      validate a topics.yaml; print a one-line summary (exit 0) or FILE:LINE:COL: message lines (exit 2)
+  imb policy explain --policy FILE --sub ID [--client-id ID] [--scope S]... [--claim NAME=VALUE]...
+                     (--publish TOPIC | --subscribe FILTER | --receive TOPIC) [--qos N] [--retain]
+      decide one request as the broker would; print ALLOW or DENY and the deciding rule
+      (exit 0 allow, 3 deny, 2 usage or policy error)
+`)
+}
+
+// runPolicyCheck validates one policy file.
+func runPolicyCheck(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
+		policyUsage(stdout)
+		return 0
+	}
+	if len(args) != 1 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintln(stderr, "usage: imb policy check FILE")
+		return exitUsage
+	}
+	pol, ok := loadPolicy(args[0], stderr)
+	if !ok {
+		return exitUsage
+	}
+	fmt.Fprintln(stdout, pol.Summary())
+	return 0
+}
+
+// loadPolicy loads a policy and prints its problems, one FILE:LINE:COL line each.
+func loadPolicy(path string, stderr io.Writer) (*authz.Policy, bool) {
+	pol, err := authz.Load(path)
+	if err == nil {
+		return pol, true
+	}
+	var list authz.ErrorList
+	if errors.As(err, &list) {
+		for _, e := range list {
+			fmt.Fprintln(stderr, e)
+		}
+	} else {
+		fmt.Fprintf(stderr, "imb policy: %v\n", err)
+	}
+	return nil, false
+}
+
+// explainRequest is the parsed command line of `imb policy explain`.
+type explainRequest struct {
+	policy  string
+	subject authz.Subject
+	action  authz.Action
+	topic   string
+	qos     byte
+	retain  bool
+}
+
+// parseExplain parses the arguments of `imb policy explain`; errors are usage
+// errors.
+func parseExplain(args []string, stderr io.Writer) (*explainRequest, error) {
+	fs := flag.NewFlagSet("imb policy explain", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		req                         explainRequest
+		sub, clientID               string
+		scopes, claims              listFlag
+		publish, subscribe, receive string
+		qos                         int
+		anonymous                   bool
+	)
+	fs.StringVar(&req.policy, "policy", "", "policy `FILE` (topics.yaml)")
+	fs.StringVar(&sub, "sub", "", "thing `ID` ({sub})")
+	fs.StringVar(&clientID, "client-id", "", "MQTT client `ID` ({client_id}); defaults to --sub")
+	fs.Var(&scopes, "scope", "token `scope` (repeatable; a space-separated list is split)")
+	fs.Var(&claims, "claim", "token claim `NAME=VALUE` (repeatable; repeating NAME makes an array claim)")
+	fs.StringVar(&publish, "publish", "", "decide a publish to `TOPIC`")
+	fs.StringVar(&subscribe, "subscribe", "", "decide a subscription to `FILTER` (may be $share/GROUP/FILTER)")
+	fs.StringVar(&receive, "receive", "", "decide the delivery of a message on `TOPIC`")
+	fs.IntVar(&qos, "qos", 0, "QoS `N` of the publish or subscription (0, 1 or 2)")
+	fs.BoolVar(&req.retain, "retain", false, "the publish sets the retain flag")
+	fs.BoolVar(&anonymous, "anonymous", false, "the client has no token (only the anonymous section applies; --sub not needed)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if req.policy == "" {
+		return nil, errors.New("--policy FILE is required")
+	}
+	if !set["sub"] && !anonymous {
+		return nil, errors.New("--sub ID is required (or --anonymous)")
+	}
+	var actions []string
+	for _, a := range []struct {
+		name   string
+		action authz.Action
+		topic  string
+	}{{"publish", authz.Publish, publish}, {"subscribe", authz.Subscribe, subscribe}, {"receive", authz.Receive, receive}} {
+		if set[a.name] {
+			actions = append(actions, "--"+a.name)
+			req.action, req.topic = a.action, a.topic
+		}
+	}
+	if len(actions) != 1 {
+		return nil, fmt.Errorf("give exactly one of --publish, --subscribe, --receive (got %d)", len(actions))
+	}
+	if qos < 0 || qos > 2 {
+		return nil, fmt.Errorf("--qos must be 0, 1 or 2, not %d", qos)
+	}
+	req.qos = byte(qos)
+	if !set["client-id"] {
+		clientID = sub
+	}
+	req.subject = authz.Subject{ID: sub, ClientID: clientID, Anonymous: anonymous}
+	for _, s := range scopes {
+		req.subject.Scopes = append(req.subject.Scopes, strings.Fields(s)...)
+	}
+	parsed, err := parseClaims(claims)
+	if err != nil {
+		return nil, err
+	}
+	req.subject.Claims = parsed
+	return &req, nil
+}
+
+// parseClaims turns NAME=VALUE pairs into JSON-like claims: a name given once is
+// a string claim, a name given several times an array of strings.
+func parseClaims(pairs []string) (map[string]any, error) {
+	claims := map[string]any{}
+	for _, p := range pairs {
+		name, value, ok := strings.Cut(p, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("--claim %q: want NAME=VALUE", p)
+		}
+		switch prev := claims[name].(type) {
+		case nil:
+			claims[name] = value
+		case string:
+			claims[name] = []any{prev, value}
+		case []any:
+			claims[name] = append(prev, value)
+		}
+	}
+	return claims, nil
+}
+
+// runPolicyExplain decides one request and says why.
+func runPolicyExplain(args []string, stdout, stderr io.Writer) int {
+	req, err := parseExplain(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "imb policy explain: %v\n", err)
+		return exitUsage
+	}
+	pol, ok := loadPolicy(req.policy, stderr)
+	if !ok {
+		return exitUsage
+	}
+	g := pol.Compile(req.subject)
+	d := g.Allow(req.action, req.topic, req.qos, req.retain)
+	writeExplanation(stdout, pol, req, g, d)
+	if d.Allowed {
+		return exitAllow
+	}
+	return exitDeny
+}
+
+// writeExplanation prints the verdict line, then the request, the subject, the
+// deciding rule and the rules Compile skipped.
+func writeExplanation(w io.Writer, pol *authz.Policy, req *explainRequest, g *authz.Grants, d authz.Decision) {
+	verdict := "DENY"
+	if d.Allowed {
+		verdict = "ALLOW"
+	}
+	if d.Rule != nil {
+		fmt.Fprintf(w, "%s by %s: %s\n", verdict, d.Rule, d.Reason)
+	} else {
+		fmt.Fprintf(w, "%s: %s\n", verdict, d.Reason)
+	}
+	fmt.Fprintf(w, "  request: %s %q qos %d", req.action, req.topic, req.qos)
+	if req.retain {
+		fmt.Fprint(w, " retain")
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  subject: %s\n", describeSubject(req.subject))
+	if d.Rule != nil {
+		fmt.Fprintf(w, "  rule:    %s\n", describeRule(d.Rule))
+	}
+	if d.Allowed && req.action == authz.Subscribe {
+		fmt.Fprintf(w, "  granted qos: %d\n", min(req.qos, d.MaxQoS))
+	}
+	if d.Rule == nil {
+		applying, section := 0, 0
+		for _, r := range pol.Rules() {
+			if r.Anonymous != req.subject.Anonymous {
+				continue
+			}
+			section++
+			if r.AppliesTo(req.subject) {
+				applying++
+			}
+		}
+		fmt.Fprintf(w, "  %d of %d rules apply to this subject; none of them covers the request\n", applying, section)
+	}
+	for _, s := range g.Skipped() {
+		fmt.Fprintf(w, "  skipped: %s\n", s)
+	}
+}
+
+func describeSubject(s authz.Subject) string {
+	if s.Anonymous {
+		return fmt.Sprintf("anonymous, client id %q", s.ClientID)
+	}
+	out := fmt.Sprintf("sub %q, client id %q, scopes [%s]", s.ID, s.ClientID, strings.Join(s.Scopes, " "))
+	if len(s.Claims) > 0 {
+		names := make([]string, 0, len(s.Claims))
+		for n := range s.Claims {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		parts := make([]string, len(names))
+		for i, n := range names {
+			parts[i] = n + "=" + claimText(s.Claims[n])
+		}
+		out += ", claims " + strings.Join(parts, " ")
+	}
+	return out
+}
+
+func claimText(v any) string {
+	switch x := v.(type) {
+	case string:
+		return strconv.Quote(x)
+	case []any:
+		parts := make([]string, len(x))
+		for i, el := range x {
+			parts[i] = claimText(el)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	}
+	return fmt.Sprint(v)
+}
+
+func describeRule(r *authz.Rule) string {
+	actions := make([]string, len(r.Actions))
+	for i, a := range r.Actions {
+		actions[i] = a.String()
+	}
+	topics := make([]string, len(r.Topics))
+	for i, t := range r.Topics {
+		topics[i] = strconv.Quote(t)
+	}
+	s := fmt.Sprintf("%s [%s] topics [%s]; conditions: %s", r.Effect, strings.Join(actions, ", "),
+		strings.Join(topics, ", "), r.Conditions())
+	if r.Effect == authz.Allow {
+		s += fmt.Sprintf("; max_qos %d; retain %v", r.MaxQoS, r.Retain)
+		if r.ShareGroups != nil {
+			s += fmt.Sprintf("; share_groups [%s]", strings.Join(r.ShareGroups, ", "))
+		}
+	}
+	return s
 }
