@@ -23,6 +23,11 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return false
 	}
 	if write {
+		if cl.Properties.ProtocolVersion < 5 {
+			// OnPublish decides 3.1.1 publishes: a denial here would make mochi send
+			// a DISCONNECT, which 3.1.1 does not allow a server to send.
+			return true
+		}
 		d := s.allow(authz.Publish, topic, 0, false)
 		if !d.Allowed {
 			h.denied(s, authz.Publish, topic, d)
@@ -123,7 +128,7 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		}
 		_ = cl.WritePacket(ack)
 	default:
-		cl.Stop(packets.ErrNotAuthorized)
+		cl.Stop(packets.ErrNotAuthorized) // closed without a packet: 3.1.1 has no server DISCONNECT
 	}
 	return pk, packets.ErrRejectPacket
 }
@@ -182,4 +187,17 @@ func (h *Hook) auditDecision(s *session, msg string, a authz.Action, topic strin
 		slog.String("rule", rule),
 	}, extra...)
 	h.audit.Warn(msg, attrs...)
+}
+
+// OnPacketEncode adds the Authentication Method to the success CONNACK of a client
+// that authenticated with one, as MQTT 5 requires (mochi's CONNACK carries none).
+// Every outbound packet passes here, so the common case is one comparison.
+func (h *Hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type != packets.Connack || pk.ReasonCode >= 0x80 || cl.Properties.ProtocolVersion != 5 {
+		return pk
+	}
+	if s := h.session(cl); s != nil && s.id.Load().authMethod != "" {
+		pk.Properties.AuthenticationMethod = AuthMethod
+	}
+	return pk
 }

@@ -160,7 +160,7 @@ func (h *Hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablish, mqtt.OnDisconnect,
 		mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnPublish, mqtt.OnWill,
-		mqtt.OnAuthPacket, mqtt.OnClientExpired:
+		mqtt.OnAuthPacket, mqtt.OnClientExpired, mqtt.OnPacketEncode:
 		return true
 	}
 	return false

@@ -100,8 +100,34 @@ func TestReauthWithBadTokenRefused(t *testing.T) {
 	e := newEnv(t)
 	r := e.connect5("t1", e.jwt("t1", "publish"), v5opts{clean: true, authMethod: true})
 	resp := r.reauth(t, "forged.token.value")
-	if resp.Success || resp.ReasonCode != 0x86 {
-		t.Fatalf("re-auth with a bad token: %+v, want DISCONNECT 0x86", resp)
+	if resp.Success || resp.ReasonCode != 0x87 {
+		t.Fatalf("re-auth with a bad token: %+v, want DISCONNECT 0x87", resp)
+	}
+}
+
+func TestReauthOnPasswordConnectionIsAProtocolError(t *testing.T) {
+	e := newEnv(t)
+	r := e.connect5("t1", e.jwt("t1", "publish"), v5opts{clean: true})
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.ack.Properties != nil && r.ack.Properties.AuthMethod != "" {
+		t.Fatalf("CONNACK of a password connection names method %q", r.ack.Properties.AuthMethod)
+	}
+	resp := r.reauth(t, e.jwt("t1", "publish"))
+	if resp.Success || resp.ReasonCode != 0x82 {
+		t.Fatalf("AUTH after a password CONNECT: %+v, want DISCONNECT 0x82", resp)
+	}
+}
+
+func TestConnackNamesTheAuthenticationMethod(t *testing.T) {
+	e := newEnv(t)
+	r := e.connect5("t1", e.jwt("t1", "publish"), v5opts{clean: true, authMethod: true})
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.ack.Properties == nil || r.ack.Properties.AuthMethod != "OAUTH2-JWT" {
+		t.Fatalf("CONNACK properties %+v, want Authentication Method OAUTH2-JWT (MQTT-4.12.0-5)", r.ack.Properties)
 	}
 }
 

@@ -14,8 +14,11 @@ import (
 // OnAuthPacket handles MQTT 5 re-authentication: AUTH with reason 0x19, method
 // OAUTH2-JWT and a fresh token as Authentication Data. The same identity gets the
 // new token's expiry and grants (subscriptions the new grants refuse are removed)
-// and an AUTH 0x00 reply; another identity, a bad token or another method ends the
-// connection. mochi discards what this method returns and logs the whole packet
+// and an AUTH 0x00 reply. Another identity or a token that is not accepted ends the
+// connection with DISCONNECT 0x87, another method with 0x8C, an unreachable identity
+// provider with 0x89, and AUTH on a connection that authenticated by password (MQTT
+// 5 §4.12 forbids it) with 0x82. 0x86 and 0x88 are CONNACK codes that MQTT 5 does
+// not allow in DISCONNECT. mochi discards what this method returns and logs the whole packet
 // (token included) when it returns an error, so the hook writes every reply itself
 // and always returns nil.
 func (h *Hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
@@ -42,6 +45,11 @@ func (h *Hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	if pk.ReasonCode != packets.CodeReAuthenticate.Code {
 		return fail(packets.ErrProtocolViolation, "only re-authentication (0x19) is supported")
 	}
+	if old.authMethod == "" {
+		// MQTT 5 §4.12: AUTH is a protocol error on a connection that did not use an
+		// Authentication Method in CONNECT.
+		return fail(packets.ErrProtocolViolation, "re-authentication needs CONNECT with authentication method "+AuthMethod)
+	}
 	if pk.Properties.AuthenticationMethod != AuthMethod {
 		return fail(packets.ErrBadAuthenticationMethod, "authentication method not supported; use "+AuthMethod)
 	}
@@ -50,7 +58,7 @@ func (h *Hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	}
 	token := string(pk.Properties.AuthenticationData)
 	if token == "" {
-		return fail(packets.ErrBadUsernameOrPassword, "no token in authentication data")
+		return fail(packets.ErrNotAuthorized, "no token in authentication data")
 	}
 
 	ctx, cancel := context.WithTimeout(h.ctx, h.cfg.ValidateTimeout)
@@ -64,10 +72,11 @@ func (h *Hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 			// 0x88 is not a DISCONNECT code; 0x89 (server busy) is, and says "try later".
 			return fail(packets.ErrServerBusy, r.reason)
 		}
-		return fail(packets.Code{Code: r.v5}, r.reason)
+		// Neither is 0x86: a token that is not accepted means "not authorized".
+		return fail(packets.ErrNotAuthorized, r.reason)
 	}
 	if !tok.Expiry.IsZero() && !tok.Expiry.After(h.cfg.Now()) {
-		return fail(packets.ErrBadUsernameOrPassword, "token expired")
+		return fail(packets.ErrNotAuthorized, "token expired")
 	}
 	if tok.ThingID != old.subject.ID {
 		return fail(packets.ErrNotAuthorized, "re-authentication as another identity")

@@ -63,7 +63,8 @@ func newIntrospectionEndpoint(t *testing.T) *introspectionEndpoint {
 		"expired-active":  active(map[string]any{"exp": now - 10}),
 		"nbf-future":      active(map[string]any{"nbf": now + 3600}),
 		"other-issuer":    active(map[string]any{"iss": "https://evil.example/oauth2"}),
-		"no-sub":          active(map[string]any{"sub": nil}),
+		"no-sub":          active(map[string]any{"sub": nil, "subname": nil, "client_id": nil}),
+		"client-no-sub":   active(map[string]any{"sub": nil, "subname": nil, "client_id": "cloud-app"}),
 		"no-exp":          active(map[string]any{"exp": nil}),
 		"server-error":    text(500, `{"error":"server_error"}`),
 		"bad-gateway":     text(502, `<html>bad gateway</html>`),
@@ -178,6 +179,13 @@ func TestIntrospectionAnswers(t *testing.T) {
 		{"no-active", ErrUnavailable, ReasonActiveMissing},
 		{"active-string", ErrUnavailable, ReasonActiveMissing},
 	}
+	t.Run("client-no-sub", func(t *testing.T) {
+		// A client_credentials token introspected without sub: the client is the principal.
+		tok, err := in.Validate(t.Context(), "client-no-sub")
+		if err != nil || tok.ThingID != "cloud-app" || tok.ClientID != "cloud-app" {
+			t.Fatalf("token %+v, err %v", tok, err)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.token, func(t *testing.T) {
 			tok, err := in.Validate(t.Context(), tt.token)

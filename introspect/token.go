@@ -81,6 +81,14 @@ func tokenFromClaims(claims map[string]any, method string) (*Token, error) {
 	if t.Subject, err = stringClaim(claims, "sub"); err != nil {
 		return nil, err
 	}
+	if t.Subject == "" && method == MethodIntrospection {
+		// RFC 7662 makes sub optional, and providers omit it for client_credentials
+		// tokens, whose principal is the client itself (RFC 9068 §2.2 puts the client
+		// id in sub for the JWT form of the same token).
+		if t.Subject, err = stringClaim(claims, "client_id"); err != nil {
+			return nil, err
+		}
+	}
 	if t.Subject == "" {
 		return nil, invalid(ReasonSubMissing, nil)
 	}
