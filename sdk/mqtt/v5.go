@@ -65,6 +65,11 @@ func (d *Dialer) DialV5(ctx context.Context, broker string, cfg paho.ClientConfi
 	}
 	cfg.Conn = conn
 	cfg.ClientID = d.ClientID
+	if d.AuthMethod != "" && cfg.AuthHandler == nil {
+		// A broker that honours MQTT 5 names the method in CONNACK, and paho then
+		// calls the handler (v0.23 dereferences a nil one).
+		cfg.AuthHandler = singleStepAuth{method: d.AuthMethod}
+	}
 	if cfg.PacketTimeout == 0 {
 		cfg.PacketTimeout = d.connectTimeout()
 	}
@@ -215,3 +220,16 @@ func (c *Conn5) Close(ctx context.Context) error {
 		return fmt.Errorf("mqtt: close: %w", ctx.Err())
 	}
 }
+
+// singleStepAuth is the enhanced-authentication handler for OAUTH2-JWT, which
+// completes in one step: a server asking to continue gets an AUTH without data,
+// which it refuses.
+type singleStepAuth struct{ method string }
+
+// Authenticate answers a server's AUTH 0x18 (continue), which OAUTH2-JWT never needs.
+func (a singleStepAuth) Authenticate(*paho.Auth) *paho.Auth {
+	return &paho.Auth{ReasonCode: 0x18, Properties: &paho.AuthProperties{AuthMethod: a.method}}
+}
+
+// Authenticated is called when CONNACK arrives.
+func (singleStepAuth) Authenticated() {}
