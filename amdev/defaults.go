@@ -5,11 +5,11 @@ import (
 	"time"
 )
 
-// Public test material of the walk-through (see testmaterial/README.md).
+// Public test material of the walk-through (see testdata/README.md).
 var (
-	//go:embed testmaterial/es256test-ca.cert.pem
+	//go:embed testdata/es256test-ca.cert.pem
 	es256testCAPEM []byte
-	//go:embed testmaterial/software-publisher-public.jwks
+	//go:embed testdata/software-publisher-public.jwks
 	softwarePublisherJWKS string
 )
 

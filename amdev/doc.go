@@ -32,5 +32,5 @@
 //
 // Defaults (DefaultSettings) follow the "Evaluate IoT" walk-through; a YAML
 // file (Config.ConfigFile, see LoadSettings) overrides any part. The embedded
-// key material in testmaterial/ is public test material, never for production.
+// key material in testdata/ is public test material, never for production.
 package amdev

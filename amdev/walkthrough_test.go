@@ -16,10 +16,10 @@ import (
 	"github.com/go-jose/go-jose/v4"
 )
 
-// walkthroughKeys are the SDK examples' published private keys (testmaterial/example.secrets).
+// walkthroughKeys are the SDK examples' published private keys (testdata/example.secrets).
 func walkthroughKeys(t *testing.T) (thing, publisher crypto.Signer) {
 	t.Helper()
-	data, err := os.ReadFile("testmaterial/example.secrets")
+	data, err := os.ReadFile("testdata/example.secrets")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestWalkthroughWithDefaults(t *testing.T) {
 	}
 
 	// Proof of possession and certificate: dynamic-thing, certificate signed by es256test (expired CA).
-	block, _ := pem.Decode(mustRead(t, "testmaterial/dynamic-thing.cert.pem"))
+	block, _ := pem.Decode(mustRead(t, "testdata/dynamic-thing.cert.pem"))
 	cert, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +157,7 @@ func mustRead(t *testing.T, path string) []byte {
 func TestWalkthroughUserToken(t *testing.T) {
 	e := startEnv(t, func(s *Settings) { *s = DefaultSettings(); s.OAuth2.DevicePollInterval = 0 })
 	var ca jose.JSONWebKey
-	if err := json.Unmarshal(mustRead(t, "testmaterial/es256test.jwk"), &ca); err != nil {
+	if err := json.Unmarshal(mustRead(t, "testdata/es256test.jwk"), &ca); err != nil {
 		t.Fatal(err)
 	}
 	th := newThing(t, "user-authorized-thing", jose.ES256)

@@ -23,7 +23,7 @@ import (
 func TestThumbprintMatchesPublishedKeyIDs(t *testing.T) {
 	for _, file := range []string{"manual-thing.jwks", "software-publisher-public.jwks"} {
 		t.Run(file, func(t *testing.T) {
-			data, err := os.ReadFile(filepath.Join("..", "amdev", "testmaterial", file))
+			data, err := os.ReadFile(filepath.Join("..", "amdev", "testdata", file))
 			if err != nil {
 				t.Fatalf("walk-through material: %v", err)
 			}

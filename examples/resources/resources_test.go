@@ -36,7 +36,7 @@ func TestMaterialMatchesTheWalkthrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	published := readJWKS(t, "../../amdev/testmaterial/software-publisher-public.jwks")
+	published := readJWKS(t, "../../amdev/testdata/software-publisher-public.jwks")
 	if pub.ID() != published.Keys[0].KeyID {
 		t.Errorf("publisher key id %s, want the published %s", pub.ID(), published.Keys[0].KeyID)
 	}
@@ -45,7 +45,7 @@ func TestMaterialMatchesTheWalkthrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pemCA, err := os.ReadFile("../../amdev/testmaterial/es256test-ca.cert.pem")
+	pemCA, err := os.ReadFile("../../amdev/testdata/es256test-ca.cert.pem")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestSoftwareStatement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	published := readJWKS(t, "../../amdev/testmaterial/software-publisher-public.jwks")
+	published := readJWKS(t, "../../amdev/testdata/software-publisher-public.jwks")
 	if jws.Signatures[0].Header.KeyID != published.Keys[0].KeyID {
 		t.Errorf("kid %s, want %s", jws.Signatures[0].Header.KeyID, published.Keys[0].KeyID)
 	}
