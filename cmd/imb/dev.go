@@ -31,6 +31,7 @@ type devOptions struct {
 	wsAddr    string
 	adminAddr string
 	policy    string
+	amConfig  string
 	logFormat string
 	logLevel  string
 }
@@ -53,6 +54,7 @@ func devMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.wsAddr, "ws-addr", "127.0.0.1:8083", "MQTT over WebSocket listen address (empty disables)")
 	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:9100", "admin HTTP address: /healthz, /readyz, /metrics")
 	fs.StringVar(&o.policy, "policy", "topics.yaml", "topics.yaml policy file")
+	fs.StringVar(&o.amConfig, "am-config", "", "amdev settings file (trees, clients, token lifetimes; docs/amdev.md)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: json or text")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -73,7 +75,7 @@ func devMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	amCfg := amdev.Config{Listen: o.amListen, InMemory: o.inMemory, Logger: log.With("component", "amdev")}
+	amCfg := amdev.Config{Listen: o.amListen, InMemory: o.inMemory, ConfigFile: o.amConfig, Logger: log.With("component", "amdev")}
 	if !o.inMemory {
 		amCfg.DataDir = filepath.Join(o.dataDir, "am")
 	}
