@@ -19,6 +19,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.etcd.io/bbolt"
@@ -35,6 +36,7 @@ type Broker struct {
 	server   *mqtt.Server
 	hook     *hooks.Hook
 	sessions *boltSubjects
+	store    mqtt.Hook // the storage hook, nil without a data directory
 	registry *prometheus.Registry
 	admin    *adminServer
 	addrs    map[string]string
@@ -98,6 +100,7 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 			return nil, err
 		}
 		store = boltStore{new(bolt.Hook)}
+		b.store = store
 		// Without fsync a write survives a killed process (it is in the kernel), not a
 		// power cut; DataFsync buys the latter at a disk flush per QoS>0 message.
 		storeOpts = &bolt.Options{
@@ -141,6 +144,9 @@ func (b *Broker) serve(ctx context.Context) (*Broker, error) {
 	if err := b.server.Serve(); err != nil {
 		return fail(fmt.Errorf("serve: %w", err))
 	}
+	if err := b.replayJournal(); err != nil {
+		return fail(err)
+	}
 	if b.cfg.AdminAddr != "" {
 		admin, err := startAdmin(b.cfg.AdminAddr, b)
 		if err != nil {
@@ -174,6 +180,7 @@ func (b *Broker) newHook(v hooks.TokenValidator, p *authz.Policy, m *hooks.Metri
 	}
 	if b.sessions != nil {
 		cfg.Sessions = b.sessions
+		cfg.Journal = journal{b.sessions}
 	}
 	return hooks.New(cfg)
 }
@@ -216,7 +223,7 @@ func (b *Broker) listen() error {
 			l = tls.NewListener(ln, tlsConf)
 		}
 		b.addrs[s.id] = ln.Addr().String()
-		if err := b.server.AddListener(newListener(s.id, s.proto, l, b.cfg.ConnectDeadline)); err != nil {
+		if err := b.server.AddListener(newListener(s.id, s.proto, l, b.cfg.ConnectDeadline, b.recovered, b.closeClients)); err != nil {
 			return err
 		}
 	}
@@ -332,4 +339,64 @@ func registerCacheMetrics(reg prometheus.Registerer, c *introspect.Cache) {
 		counter("imb_token_upstream_calls_total", "Validations that reached the validator (JWKS check or introspection request).", func(s introspect.Stats) uint64 { return s.Upstream }),
 		counter("imb_token_upstream_errors_total", "Upstream validations that failed because the identity provider was unavailable.", func(s introspect.Stats) uint64 { return s.UpstreamErrors }),
 	)
+}
+
+// closeClients disconnects every client of a listener, for shutdown.
+func (b *Broker) closeClients(listenerID string) {
+	for _, cl := range b.server.Clients.GetAll() { // a copy, taken under one read lock
+		if cl.Net.Listener == listenerID && !cl.Closed() {
+			_ = b.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+}
+
+// recovered finishes, after a panic inside mochi, what mochi's connection handler
+// would have done when the connection ended: the hooks hear of the disconnect and
+// a session that does not outlive its connection is removed. (No will is sent:
+// mochi's will sending is not reachable from outside; the thing's connection ended
+// with a malformed packet of its own.)
+func (b *Broker) recovered(conn net.Conn, _ any) {
+	for _, cl := range b.server.Clients.GetAll() {
+		if cl.Net.Conn != conn {
+			continue
+		}
+		cl.Stop(packets.ErrMalformedPacket)
+		expire := (cl.Properties.ProtocolVersion == 5 && cl.Properties.Props.SessionExpiryInterval == 0) ||
+			(cl.Properties.ProtocolVersion < 5 && cl.Properties.Clean)
+		if b.hook != nil {
+			b.hook.OnDisconnect(cl, packets.ErrMalformedPacket, expire)
+		}
+		if b.store != nil {
+			b.store.OnDisconnect(cl, packets.ErrMalformedPacket, expire)
+		}
+		if expire && !cl.IsTakenOver() {
+			cl.ClearInflights()
+			b.server.UnsubscribeClient(cl)
+			b.server.Clients.Delete(cl.ID)
+		}
+		return
+	}
+}
+
+// replayJournal delivers the QoS 1/2 messages a previous run accepted but did not
+// finish handing to their subscribers (it was killed in between). Subscribers may
+// get such a message twice, as QoS 1 allows; they never lose it. Deliveries are
+// judged by each subscriber's grants as usual.
+func (b *Broker) replayJournal() error {
+	if b.sessions == nil {
+		return nil
+	}
+	pks, err := b.sessions.drain()
+	if err != nil || len(pks) == 0 {
+		return err
+	}
+	replayer := b.server.NewClient(nil, "local", "imb-journal-replay", true)
+	for _, pk := range pks {
+		pk.FixedHeader.Type = packets.Publish
+		if err := b.server.InjectPacket(replayer, pk); err != nil {
+			b.log.Warn("journal replay", "topic", pk.TopicName, "error", err)
+		}
+	}
+	b.log.Info("journal replayed", "messages", len(pks))
+	return nil
 }

@@ -3,6 +3,7 @@ package broker
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -25,12 +26,17 @@ type listener struct {
 	deadline time.Duration
 	log      *slog.Logger
 	once     sync.Once
+	// recovered cleans up after a connection whose handling panicked inside mochi
+	// (its packet decoders index past the end of some malformed packets).
+	recovered func(conn net.Conn, cause any)
+	// closeClients disconnects this listener's clients on Close.
+	closeClients func(listenerID string)
 }
 
 var _ listeners.Listener = (*listener)(nil)
 
-func newListener(id, protocol string, ln net.Listener, deadline time.Duration) *listener {
-	return &listener{id: id, protocol: protocol, ln: ln, deadline: deadline}
+func newListener(id, protocol string, ln net.Listener, deadline time.Duration, recovered func(net.Conn, any), closeClients func(string)) *listener {
+	return &listener{id: id, protocol: protocol, ln: ln, deadline: deadline, recovered: recovered, closeClients: closeClients}
 }
 
 func (l *listener) ID() string       { return l.id }
@@ -63,6 +69,18 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			_ = conn.SetDeadline(time.Now().Add(l.deadline))
 		}
 		go func() {
+			// One client's malformed packet must not take the broker down for all:
+			// mochi runs the whole connection in this goroutine, so recover here.
+			defer func() {
+				if r := recover(); r != nil {
+					_ = conn.Close()
+					l.log.Error("connection handler panicked; connection closed", "listener", l.id,
+						"remote", conn.RemoteAddr().String(), "panic", fmt.Sprint(r))
+					if l.recovered != nil {
+						l.recovered(conn, r)
+					}
+				}
+			}()
 			if err := establish(l.id, conn); err != nil {
 				l.log.Debug("connection ended", "listener", l.id, "remote", conn.RemoteAddr().String(), "error", err)
 			}
@@ -70,10 +88,18 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
-func (l *listener) Close(closeClients listeners.CloseFn) {
+// Close stops accepting and disconnects the listener's clients. mochi's own
+// closeListenerClients is not used: it takes the clients' read lock twice
+// (GetByListener, then Len inside it), which deadlocks against a client
+// disconnecting at the same moment.
+func (l *listener) Close(mochiClose listeners.CloseFn) {
 	l.once.Do(func() {
 		_ = l.ln.Close()
-		closeClients(l.id)
+		if l.closeClients != nil {
+			l.closeClients(l.id)
+			return
+		}
+		mochiClose(l.id)
 	})
 }
 

@@ -5,15 +5,22 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/mochi-mqtt/server/v2/hooks/storage"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"go.etcd.io/bbolt"
 
 	"imb/authz"
 )
 
-var subjectsBucket = []byte("subjects")
+var (
+	subjectsBucket = []byte("subjects")
+	journalBucket  = []byte("journal")
+)
 
-// boltSubjects is the hooks.SubjectStore of a broker with a data directory: the
-// identity (id, scopes, claims, never the token) behind each persistent session.
+// boltSubjects is the hooks.SubjectStore and hooks.Journal of a broker with a data
+// directory: the identity (id, scopes, claims, never the token) behind each
+// persistent session, and the QoS 1/2 messages accepted but not yet handed to
+// their subscribers.
 type boltSubjects struct{ db *bbolt.DB }
 
 func openSubjects(path string, fsync bool) (*boltSubjects, error) {
@@ -22,7 +29,10 @@ func openSubjects(path string, fsync bool) (*boltSubjects, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	if err := db.Update(func(tx *bbolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(subjectsBucket)
+		if _, err := tx.CreateBucketIfNotExists(subjectsBucket); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucketIfNotExists(journalBucket)
 		return err
 	}); err != nil {
 		_ = db.Close()
@@ -65,3 +75,67 @@ func (s *boltSubjects) Delete(clientID string) error {
 }
 
 func (s *boltSubjects) Close() error { return s.db.Close() }
+
+// journalPut journals an accepted message.
+func (s *boltSubjects) journalPut(key string, pk packets.Packet) error {
+	m := storage.Message{
+		FixedHeader: pk.FixedHeader,
+		TopicName:   pk.TopicName,
+		Payload:     pk.Payload,
+		Origin:      pk.Origin,
+		Created:     pk.Created,
+		PacketID:    pk.PacketID, // a QoS 1/2 publish without one does not validate on replay
+		Properties: storage.MessageProperties{
+			PayloadFormat:         pk.Properties.PayloadFormat,
+			PayloadFormatFlag:     pk.Properties.PayloadFormatFlag,
+			MessageExpiryInterval: pk.Properties.MessageExpiryInterval,
+			ContentType:           pk.Properties.ContentType,
+			ResponseTopic:         pk.Properties.ResponseTopic,
+			CorrelationData:       pk.Properties.CorrelationData,
+			User:                  pk.Properties.User,
+		},
+	}
+	b, err := m.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(journalBucket).Put([]byte(key), b) })
+}
+
+// journalDelete ends a journal entry.
+func (s *boltSubjects) journalDelete(key string) error {
+	return s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(journalBucket).Delete([]byte(key)) })
+}
+
+// drain returns every journalled message and empties the journal.
+func (s *boltSubjects) drain() ([]packets.Packet, error) {
+	var out []packets.Packet
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		bk := tx.Bucket(journalBucket)
+		if err := bk.ForEach(func(_, v []byte) error {
+			var m storage.Message
+			if err := m.UnmarshalBinary(v); err != nil {
+				return err
+			}
+			out = append(out, m.ToPacket())
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := tx.DeleteBucket(journalBucket); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucket(journalBucket)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	return out, nil
+}
+
+// journal is the store seen as a hooks.Journal.
+type journal struct{ s *boltSubjects }
+
+func (j journal) Put(key string, pk packets.Packet) error { return j.s.journalPut(key, pk) }
+func (j journal) Delete(key string) error                 { return j.s.journalDelete(key) }

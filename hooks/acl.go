@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -111,6 +112,11 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	d := s.allow(authz.Publish, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain)
 	if d.Allowed {
+		if h.cfg.Journal != nil && pk.FixedHeader.Qos > 0 {
+			if err := h.cfg.Journal.Put(journalKey(cl, pk), pk); err != nil {
+				h.audit.Error("journal", slog.String("client_id", cl.ID), slog.String("error", err.Error()))
+			}
+		}
 		return pk, nil
 	}
 	h.denied(s, authz.Publish, pk.TopicName, d)
@@ -200,4 +206,26 @@ func (h *Hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		pk.Properties.AuthenticationMethod = AuthMethod
 	}
 	return pk
+}
+
+// OnPublished ends the journal entry of a QoS 1/2 message mochi has handed to its
+// subscribers.
+func (h *Hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
+	if h.cfg.Journal == nil || pk.FixedHeader.Qos == 0 || cl.Net.Inline {
+		return
+	}
+	_ = h.cfg.Journal.Delete(journalKey(cl, pk))
+}
+
+// Journal is where accepted QoS 1/2 messages wait until they have reached their
+// subscribers; a broker replays what is left in it when it starts.
+type Journal interface {
+	Put(key string, pk packets.Packet) error
+	Delete(key string) error
+}
+
+// journalKey names a message by its publisher and packet id, which the publisher
+// may not reuse before the message is acknowledged.
+func journalKey(cl *mqtt.Client, pk packets.Packet) string {
+	return cl.ID + "\x00" + strconv.Itoa(int(pk.PacketID))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -127,6 +128,11 @@ func (h *Hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*identity, *ref
 	}
 	if tok.ThingID == "" {
 		return &identity{fp: fp}, badToken("token names no subject")
+	}
+	if strings.ContainsAny(tok.ThingID, "/+#\x00") {
+		// Such an identity could never own its {sub} topics (authz skips those rules),
+		// and as a client id or audit value it would only confuse: refuse it outright.
+		return &identity{fp: fp}, notAuthorized("token subject contains a character reserved in topics (/ + # or NUL)")
 	}
 	id := &identity{
 		expiry:     tok.Expiry,

@@ -84,6 +84,11 @@ type Config struct {
 	// Storage, if set, is the storage hook registered on the same server; the hook
 	// tells it when it discards another identity's stored session.
 	Storage mqtt.Hook
+	// Journal, if set, holds each accepted QoS 1/2 message from before mochi
+	// acknowledges it to the publisher until mochi has handed it to every
+	// subscriber (and so to storage): mochi acknowledges first, and a crash in
+	// between would otherwise lose a message the publisher was told is safe.
+	Journal Journal
 	// Now returns the current time (default time.Now); tests move it.
 	Now func() time.Time
 }
@@ -160,7 +165,7 @@ func (h *Hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablish, mqtt.OnDisconnect,
 		mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnPublish, mqtt.OnWill,
-		mqtt.OnAuthPacket, mqtt.OnClientExpired, mqtt.OnPacketEncode:
+		mqtt.OnAuthPacket, mqtt.OnClientExpired, mqtt.OnPacketEncode, mqtt.OnPublished:
 		return true
 	}
 	return false

@@ -93,6 +93,7 @@ const (
 	ReasonKidMissing       = "missing kid"
 	ReasonKidMalformed     = "malformed kid"
 	ReasonKidUnknown       = "unknown kid"
+	ReasonKidUnverifiable  = "kid unknown and the key set cannot be fetched"
 
 	// Key fit and signature.
 	ReasonKeyAlgMismatch   = "key does not fit alg"

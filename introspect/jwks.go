@@ -91,6 +91,11 @@ func (k *keySet) lookup(ctx context.Context, kid string) (verificationKey, error
 	}
 	key, ok := snap.keys[kid]
 	if !ok {
+		// An unknown kid is a verdict only when the key set could be asked: a provider
+		// that rotated its key and is then unreachable is an outage, not a forgery.
+		if last := k.lastError(); (err != nil && !errors.Is(err, errRefetchLimited)) || (errors.Is(err, errRefetchLimited) && last != nil) {
+			return verificationKey{}, unavailable(ReasonKidUnverifiable, errors.Join(err, last))
+		}
 		return verificationKey{}, invalid(ReasonKidUnknown, nil)
 	}
 	return key, nil
