@@ -341,6 +341,13 @@ func registerCacheMetrics(reg prometheus.Registerer, c *introspect.Cache) {
 	)
 }
 
+// ServeConn serves one already-accepted connection as if it came from the "tcp"
+// listener, with the same protection against panics in mochi's packet decoders; it
+// returns when the connection ends. Fuzz tests feed in-memory connections here.
+func (b *Broker) ServeConn(conn net.Conn) error {
+	return serveConn(b.server.EstablishConnection, "tcp", conn, b.log, b.recovered)
+}
+
 // closeClients disconnects every client of a listener, for shutdown.
 func (b *Broker) closeClients(listenerID string) {
 	for _, cl := range b.server.Clients.GetAll() { // a copy, taken under one read lock

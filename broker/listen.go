@@ -69,19 +69,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			_ = conn.SetDeadline(time.Now().Add(l.deadline))
 		}
 		go func() {
-			// One client's malformed packet must not take the broker down for all:
-			// mochi runs the whole connection in this goroutine, so recover here.
-			defer func() {
-				if r := recover(); r != nil {
-					_ = conn.Close()
-					l.log.Error("connection handler panicked; connection closed", "listener", l.id,
-						"remote", conn.RemoteAddr().String(), "panic", fmt.Sprint(r))
-					if l.recovered != nil {
-						l.recovered(conn, r)
-					}
-				}
-			}()
-			if err := establish(l.id, conn); err != nil {
+			if err := serveConn(establish, l.id, conn, l.log, l.recovered); err != nil {
 				l.log.Debug("connection ended", "listener", l.id, "remote", conn.RemoteAddr().String(), "error", err)
 			}
 		}()
@@ -92,6 +80,25 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 // closeListenerClients is not used: it takes the clients' read lock twice
 // (GetByListener, then Len inside it), which deadlocks against a client
 // disconnecting at the same moment.
+// serveConn runs one connection through mochi. One client's malformed packet must
+// not take the broker down for all: mochi handles the whole connection in this
+// goroutine, so a panic in its packet decoders is recovered here, the connection
+// closed and recovered called to finish the session's bookkeeping.
+func serveConn(establish listeners.EstablishFn, id string, conn net.Conn, log *slog.Logger, recovered func(net.Conn, any)) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			_ = conn.Close()
+			log.Error("connection handler panicked; connection closed", "listener", id,
+				"remote", conn.RemoteAddr().String(), "panic", fmt.Sprint(r))
+			if recovered != nil {
+				recovered(conn, r)
+			}
+			err = fmt.Errorf("connection handler panicked: %v", r)
+		}
+	}()
+	return establish(id, conn)
+}
+
 func (l *listener) Close(mochiClose listeners.CloseFn) {
 	l.once.Do(func() {
 		_ = l.ln.Close()
