@@ -1,9 +1,7 @@
 package hooks_test
 
 import (
-	"bufio"
 	"bytes"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,6 +11,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"imb/broker"
+	"imb/internal/mqtttest"
 )
 
 func TestSessionOfAnotherIdentityIsNeverInherited(t *testing.T) {
@@ -80,123 +79,12 @@ func TestTakeoverOfLiveSessionByAnotherIdentityRefused(t *testing.T) {
 	}
 }
 
-// rawConn speaks MQTT 5 with mochi's packet codec, for what clients refuse to send.
-type rawConn struct {
-	t  *testing.T
-	c  net.Conn
-	br *bufio.Reader
-}
-
-func dialRaw(t *testing.T, addr string) *rawConn {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return &rawConn{t: t, c: c, br: bufio.NewReader(c)}
-}
-
-func (r *rawConn) send(pk packets.Packet) {
-	r.t.Helper()
-	pk.ProtocolVersion = 5
-	var buf bytes.Buffer
-	var err error
-	switch pk.FixedHeader.Type {
-	case packets.Connect:
-		err = pk.ConnectEncode(&buf)
-	case packets.Publish:
-		err = pk.PublishEncode(&buf)
-	case packets.Subscribe:
-		err = pk.SubscribeEncode(&buf)
-	}
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	if _, err := r.c.Write(buf.Bytes()); err != nil {
-		r.t.Fatal(err)
-	}
-}
-
-// read returns the next packet, or ok=false when the connection ends or 5 s pass.
-func (r *rawConn) read() (pk packets.Packet, ok bool) {
-	_ = r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	b, err := r.br.ReadByte()
-	if err != nil {
-		return pk, false
-	}
-	var fh packets.FixedHeader
-	if err := fh.Decode(b); err != nil {
-		return pk, false
-	}
-	n, mult := 0, 1
-	for {
-		d, err := r.br.ReadByte()
-		if err != nil {
-			return pk, false
-		}
-		n += int(d&127) * mult
-		if d&128 == 0 {
-			break
-		}
-		mult *= 128
-	}
-	fh.Remaining = n
-	body := make([]byte, n)
-	if _, err := ioReadFull(r.br, body); err != nil {
-		return pk, false
-	}
-	pk = packets.Packet{FixedHeader: fh, ProtocolVersion: 5}
-	switch fh.Type {
-	case packets.Connack:
-		err = pk.ConnackDecode(body)
-	case packets.Disconnect:
-		err = pk.DisconnectDecode(body)
-	case packets.Puback:
-		err = pk.PubackDecode(body)
-	case packets.Suback:
-		err = pk.SubackDecode(body)
-	case packets.Publish:
-		err = pk.PublishDecode(body)
-	}
-	return pk, err == nil
-}
-
-func ioReadFull(r *bufio.Reader, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := r.Read(b[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
-}
-
-func connectRaw(t *testing.T, e *env, clientID, token string) *rawConn {
-	t.Helper()
-	r := dialRaw(t, e.addr)
-	r.send(packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Connect},
-		Connect: packets.ConnectParams{
-			ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30,
-			ClientIdentifier: clientID, PasswordFlag: true, Password: []byte(token),
-		},
-	})
-	ack, ok := r.read()
-	if !ok || ack.FixedHeader.Type != packets.Connack || ack.ReasonCode != 0 {
-		t.Fatalf("raw connect: %+v", ack)
-	}
-	return r
-}
-
 func TestTopicAliasCannotBypassPublishCheck(t *testing.T) {
 	e := newEnv(t)
 	app := e.fleet(t)
 	app.subscribe(t, "things/+/telemetry/#", 1)
 	app.subscribe(t, "things/+/commands/#", 1)
-	r := connectRaw(t, e, "t1", e.jwt("t1", "publish"))
+	r := mqtttest.Connect(t, e.addr, "t1", e.jwt("t1", "publish"))
 	// Set alias 1 on an allowed topic, then publish to a foreign topic via the alias
 	// alone, then try to re-point the alias at a foreign topic.
 	for i, pk := range []packets.Packet{
@@ -205,8 +93,8 @@ func TestTopicAliasCannotBypassPublishCheck(t *testing.T) {
 		{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 2, TopicName: "",
 			Properties: packets.Properties{TopicAlias: 1, TopicAliasFlag: true}, Payload: []byte("via alias")},
 	} {
-		r.send(pk)
-		resp, ok := r.read()
+		_ = r.Send(pk)
+		resp, ok := r.Read(5 * time.Second)
 		if !ok {
 			break // the broker closed the connection: also a refusal
 		}

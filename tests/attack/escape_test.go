@@ -1,6 +1,8 @@
 package attack
 
 import (
+	"imb/internal/mqtttest"
+
 	"context"
 	"os"
 	"strings"
@@ -397,14 +399,14 @@ func escapeCases() []escapeCase {
 func aliasEscape(aliasOnly bool) func(t *testing.T, e *env) {
 	return func(t *testing.T, e *env) {
 		obs := e.observer(t)
-		r := connectRaw(t, e.addr, "t1", e.idp.token("t1", "publish"))
+		r := mqtttest.Connect(t, e.addr, "t1", e.idp.token("t1", "publish"))
 		topic := "things/t1/telemetry/aliased"
 		if aliasOnly {
 			topic = ""
 		}
-		_ = r.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 1,
+		_ = r.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 1,
 			TopicName: topic, Properties: packets.Properties{TopicAlias: 1, TopicAliasFlag: true}, Payload: []byte("x")})
-		if pk, ok := r.read(5 * time.Second); ok {
+		if pk, ok := r.Read(5 * time.Second); ok {
 			if pk.FixedHeader.Type == packets.Puback && pk.ReasonCode == 0 {
 				t.Fatal("ESCAPE: a PUBLISH with a topic alias was accepted")
 			}
@@ -412,7 +414,7 @@ func aliasEscape(aliasOnly bool) func(t *testing.T, e *env) {
 				t.Logf("DISCONNECT %#x (0x94 expected)", pk.ReasonCode)
 			}
 		}
-		_ = r.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 0},
+		_ = r.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 0},
 			Properties: packets.Properties{TopicAlias: 1, TopicAliasFlag: true}, Payload: []byte("via alias")})
 		barrier(t, e.thing(t, "t3"), obs, "things/t3/telemetry/barrier")
 		obs.inbox.none(t, "things/t1/telemetry/aliased")

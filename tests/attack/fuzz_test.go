@@ -1,6 +1,8 @@
 package attack
 
 import (
+	"imb/internal/mqtttest"
+
 	"bytes"
 	"io"
 	"net"
@@ -34,17 +36,17 @@ func newFuzzBroker(f *testing.F) *fuzzBroker {
 // the valid token.
 func FuzzConnect(f *testing.F) {
 	fb := newFuzzBroker(f)
-	good := connectPacket("t1", fb.token)
-	f.Add(encode(f, good))
+	good := mqtttest.ConnectPacket("t1", fb.token)
+	f.Add(mqtttest.Encode(f, good))
 	auth := good
 	auth.Connect.PasswordFlag, auth.Connect.Password = false, nil
 	auth.Properties.AuthenticationMethod, auth.Properties.AuthenticationData = "OAUTH2-JWT", []byte(fb.token)
-	f.Add(encode(f, auth))
+	f.Add(mqtttest.Encode(f, auth))
 	will := good
 	will.Connect.WillFlag, will.Connect.WillTopic, will.Connect.WillPayload = true, "things/t2/state", []byte("w")
-	f.Add(encode(f, will))
-	f.Add(encode(f, connectPacket("t2", fb.token)))
-	f.Add(encode(f, connectPacket("t1", "forged")))
+	f.Add(mqtttest.Encode(f, will))
+	f.Add(mqtttest.Encode(f, mqtttest.ConnectPacket("t2", fb.token)))
+	f.Add(mqtttest.Encode(f, mqtttest.ConnectPacket("t1", "forged")))
 	f.Add([]byte{0x10, 0xff, 0xff, 0xff, 0x7f})
 	f.Fuzz(func(t *testing.T, input []byte) {
 		out := fb.feed(t, input)
@@ -65,7 +67,7 @@ func FuzzAfterConnect(f *testing.F) {
 	// A SUBSCRIBE whose options byte is missing: mochi v2.7.9's decoder indexes past
 	// its end; the broker recovers per connection (it used to crash the process).
 	f.Add([]byte{0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x02, 0x23, 0x01})
-	connect := encode(f, connectPacket("t1", fb.token))
+	connect := mqtttest.Encode(f, mqtttest.ConnectPacket("t1", fb.token))
 	f.Fuzz(func(t *testing.T, input []byte) {
 		fb.feed(t, append(append([]byte{}, connect...), input...))
 		fb.checkObserver(t)
@@ -128,10 +130,10 @@ func seedPackets(t testing.TB, token string) [][]byte {
 		if alias > 0 {
 			pk.Properties.TopicAlias, pk.Properties.TopicAliasFlag = alias, true
 		}
-		return encode(t, pk)
+		return mqtttest.Encode(t, pk)
 	}
 	sub := func(filter string) []byte {
-		return encode(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 2,
+		return mqtttest.Encode(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 2,
 			Filters: packets.Subscriptions{{Filter: filter, Qos: 1}}})
 	}
 	return [][]byte{
@@ -145,6 +147,6 @@ func seedPackets(t testing.TB, token string) [][]byte {
 		sub("$share/g/#"),
 		sub("#"),
 		{0xf0, 0x00}, // AUTH, empty
-		encode(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}}),
+		mqtttest.Encode(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}}),
 	}
 }

@@ -1,7 +1,8 @@
 package attack
 
 import (
-	"bufio"
+	"imb/internal/mqtttest"
+
 	"crypto/rand"
 	"fmt"
 	mrand "math/rand/v2"
@@ -99,9 +100,9 @@ func randomBytes(n int) []byte {
 
 func hostileCases(token string) []hostile {
 	connect := func(t *testing.T, keepalive uint16) []byte {
-		pk := connectPacket("h1", token)
+		pk := mqtttest.ConnectPacket("h1", token)
 		pk.Connect.Keepalive = keepalive
-		return encode(t, pk)
+		return mqtttest.Encode(t, pk)
 	}
 	write := func(c net.Conn, b []byte) {
 		_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -120,7 +121,7 @@ func hostileCases(token string) []hostile {
 			write(c, full[:1+i%(len(full)-1)])
 		}},
 		{"valid CONNECT, truncated PUBLISH, then silence", "keep-alive ends a half-sent packet", 40, func(t *testing.T, _ *env, c net.Conn, i int) {
-			pub := encode(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 7,
+			pub := mqtttest.Encode(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 7,
 				TopicName: "things/h1/telemetry/x", Payload: randomBytes(100)})
 			write(c, append(connect(t, 1), pub[:1+i%(len(pub)-1)]...))
 		}},
@@ -147,7 +148,7 @@ func hostileCases(token string) []hostile {
 		{"slowloris: nothing at all", "an idle socket is closed at the connect deadline", 100, func(*testing.T, *env, net.Conn, int) {}},
 		{"flood: 500 connections from one address", "a flood of bad CONNECTs and idle sockets leaves others unaffected", 500, func(t *testing.T, _ *env, c net.Conn, i int) {
 			if i%2 == 0 {
-				write(c, encode(t, connectPacket(fmt.Sprintf("flood-%d", i), "forged.token.value")))
+				write(c, mqtttest.Encode(t, mqtttest.ConnectPacket(fmt.Sprintf("flood-%d", i), "forged.token.value")))
 			}
 		}},
 	}
@@ -224,6 +225,5 @@ func TestHostileTraffic(t *testing.T) {
 
 // closedWithin reports whether the peer closes c within d, discarding what it sends.
 func closedWithin(c net.Conn, d time.Duration) bool {
-	r := &rawConn{c: c, br: bufio.NewReader(c)}
-	return r.closedWithin(d)
+	return mqtttest.Wrap(nil, c).ClosedWithin(d)
 }

@@ -1,4 +1,7 @@
-package attack
+// Package mqtttest is a raw MQTT 5 connection built on mochi's packet codec, for
+// tests that must send what real clients refuse to (topic aliases, malformed or
+// hostile packets) and read exactly what the broker answers.
+package mqtttest
 
 import (
 	"bufio"
@@ -12,25 +15,31 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// rawConn speaks MQTT with mochi's packet codec, for what real clients refuse to send.
-type rawConn struct {
+// Raw is one MQTT connection driven packet by packet.
+type Raw struct {
 	t  testing.TB
 	c  net.Conn
 	br *bufio.Reader
 }
 
-func dialRaw(t testing.TB, addr string) *rawConn {
+// Dial opens a TCP connection to addr, closed when the test ends.
+func Dial(t testing.TB, addr string) *Raw {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	return &rawConn{t: t, c: c, br: bufio.NewReader(c)}
+	return &Raw{t: t, c: c, br: bufio.NewReader(c)}
 }
 
-// encode returns the bytes of an MQTT 5 packet.
-func encode(t testing.TB, pk packets.Packet) []byte {
+// Wrap drives an existing connection (t may be nil when only ClosedWithin is used).
+func Wrap(t testing.TB, c net.Conn) *Raw {
+	return &Raw{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+// Encode returns the bytes of an MQTT 5 packet.
+func Encode(t testing.TB, pk packets.Packet) []byte {
 	t.Helper()
 	pk.ProtocolVersion = 5
 	var buf bytes.Buffer
@@ -44,6 +53,8 @@ func encode(t testing.TB, pk packets.Packet) []byte {
 		err = pk.SubscribeEncode(&buf)
 	case packets.Pingreq:
 		err = pk.PingreqEncode(&buf)
+	case packets.Auth:
+		err = pk.AuthEncode(&buf)
 	default:
 		t.Fatalf("no encoder for packet type %d", pk.FixedHeader.Type)
 	}
@@ -53,17 +64,18 @@ func encode(t testing.TB, pk packets.Packet) []byte {
 	return buf.Bytes()
 }
 
-// write sends bytes; a write error means the broker closed the connection.
-func (r *rawConn) write(b []byte) error {
+// Write sends bytes; an error means the broker closed the connection.
+func (r *Raw) Write(b []byte) error {
 	_ = r.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	_, err := r.c.Write(b)
 	return err
 }
 
-func (r *rawConn) send(pk packets.Packet) error { return r.write(encode(r.t, pk)) }
+// Send encodes and sends a packet.
+func (r *Raw) Send(pk packets.Packet) error { return r.Write(Encode(r.t, pk)) }
 
-// read returns the next packet, or ok=false when the connection ends or within passes.
-func (r *rawConn) read(within time.Duration) (pk packets.Packet, ok bool) {
+// Read returns the next packet, or ok=false when the connection ends or within passes.
+func (r *Raw) Read(within time.Duration) (pk packets.Packet, ok bool) {
 	_ = r.c.SetReadDeadline(time.Now().Add(within))
 	b, err := r.br.ReadByte()
 	if err != nil {
@@ -106,9 +118,9 @@ func (r *rawConn) read(within time.Duration) (pk packets.Packet, ok bool) {
 	return pk, err == nil
 }
 
-// closedWithin reports whether the broker ends the connection within d, reading and
+// ClosedWithin reports whether the broker ends the connection within d, reading and
 // discarding whatever it sends until then.
-func (r *rawConn) closedWithin(d time.Duration) bool {
+func (r *Raw) ClosedWithin(d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	buf := make([]byte, 4096)
 	for time.Now().Before(deadline) {
@@ -121,8 +133,8 @@ func (r *rawConn) closedWithin(d time.Duration) bool {
 	return false
 }
 
-// connectPacket is a CONNECT for clientID with token as password.
-func connectPacket(clientID, token string) packets.Packet {
+// ConnectPacket is an MQTT 5 CONNECT for clientID with token as password.
+func ConnectPacket(clientID, token string) packets.Packet {
 	return packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Connect},
 		Connect: packets.ConnectParams{
@@ -132,14 +144,14 @@ func connectPacket(clientID, token string) packets.Packet {
 	}
 }
 
-// connectRaw connects with MQTT 5 and fails unless the broker accepts.
-func connectRaw(t testing.TB, addr, clientID, token string) *rawConn {
+// Connect dials and connects with MQTT 5, failing the test unless the broker accepts.
+func Connect(t testing.TB, addr, clientID, token string) *Raw {
 	t.Helper()
-	r := dialRaw(t, addr)
-	if err := r.send(connectPacket(clientID, token)); err != nil {
+	r := Dial(t, addr)
+	if err := r.Send(ConnectPacket(clientID, token)); err != nil {
 		t.Fatal(err)
 	}
-	ack, ok := r.read(10 * time.Second)
+	ack, ok := r.Read(10 * time.Second)
 	if !ok || ack.FixedHeader.Type != packets.Connack || ack.ReasonCode != 0 {
 		t.Fatalf("raw connect %s: %+v", clientID, ack.FixedHeader)
 	}
