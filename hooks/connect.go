@@ -94,6 +94,11 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 
 	h.sessions.Store(cl, s)
+	if id.authMethod != "" && cl.Properties.ProtocolVersion == 5 {
+		if a, ok := cl.Net.Conn.(ConnackAmender); ok {
+			a.AmendConnack(id.authMethod)
+		}
+	}
 	return nil
 }
 

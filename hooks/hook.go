@@ -165,8 +165,10 @@ func (h *Hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablish, mqtt.OnDisconnect,
 		mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnPublish, mqtt.OnWill,
-		mqtt.OnAuthPacket, mqtt.OnClientExpired, mqtt.OnPacketEncode, mqtt.OnPublished:
+		mqtt.OnAuthPacket, mqtt.OnClientExpired:
 		return true
+	case mqtt.OnPublished:
+		return h.cfg.Journal != nil // mochi copies the packet for every call: only when needed
 	}
 	return false
 }
@@ -207,6 +209,13 @@ func (h *Hook) session(cl *mqtt.Client) *session {
 		return nil
 	}
 	return v.(*session)
+}
+
+// ConnackAmender is implemented by connections that can add the Authentication
+// Method to the success CONNACK mochi writes (the broker's listeners wrap every
+// connection so). MQTT 5 requires it for clients that authenticated with a method.
+type ConnackAmender interface {
+	AmendConnack(method string)
 }
 
 // usernameIs reports whether the client's CONNECT username equals s.
