@@ -68,6 +68,10 @@ func startBroker(t *testing.T, mod func(*Config)) (*Broker, *issuer.Issuer) {
 func roundTrip(t *testing.T, conn net.Conn, token string) {
 	t.Helper()
 	got := make(chan string, 1)
+	// paho.golang writes one packet in several Writes, from more than one goroutine
+	// (a publish and the acknowledgement of a message received meanwhile): the
+	// connection must serialise them or the stream interleaves.
+	conn = packets.NewThreadSafeConn(conn)
 	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
 		func(p paho.PublishReceived) (bool, error) { got <- string(p.Packet.Payload); return true, nil }}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -155,8 +159,7 @@ func TestListeners(t *testing.T) {
 			if resp.Header.Get("Sec-Websocket-Protocol") != "mqtt" {
 				t.Fatalf("subprotocol %q", resp.Header.Get("Sec-Websocket-Protocol"))
 			}
-			// paho.golang writes one packet in several Writes: the conn must serialise them.
-			roundTrip(t, packets.NewThreadSafeConn(&wsConn{Conn: c.NetConn(), ws: c}), tok)
+			roundTrip(t, &wsConn{Conn: c.NetConn(), ws: c}, tok)
 		})
 	}
 }

@@ -31,12 +31,18 @@ type listener struct {
 	recovered func(conn net.Conn, cause any)
 	// closeClients disconnects this listener's clients on Close.
 	closeClients func(listenerID string)
+
+	mu     sync.Mutex
+	closed bool
+	conns  map[net.Conn]struct{} // connections being served
+	wg     sync.WaitGroup        // their goroutines
 }
 
 var _ listeners.Listener = (*listener)(nil)
 
 func newListener(id, protocol string, ln net.Listener, deadline time.Duration, recovered func(net.Conn, any), closeClients func(string)) *listener {
-	return &listener{id: id, protocol: protocol, ln: ln, deadline: deadline, recovered: recovered, closeClients: closeClients}
+	return &listener{id: id, protocol: protocol, ln: ln, deadline: deadline, recovered: recovered, closeClients: closeClients,
+		conns: map[net.Conn]struct{}{}}
 }
 
 func (l *listener) ID() string       { return l.id }
@@ -68,7 +74,22 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 		if l.deadline > 0 {
 			_ = conn.SetDeadline(time.Now().Add(l.deadline))
 		}
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			_ = conn.Close()
+			return
+		}
+		l.conns[conn] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
 		go func() {
+			defer func() {
+				l.mu.Lock()
+				delete(l.conns, conn)
+				l.mu.Unlock()
+				l.wg.Done()
+			}()
 			if err := serveConn(establish, l.id, conn, l.log, l.recovered); err != nil {
 				l.log.Debug("connection ended", "listener", l.id, "remote", conn.RemoteAddr().String(), "error", err)
 			}
@@ -100,14 +121,27 @@ func serveConn(establish listeners.EstablishFn, id string, conn net.Conn, log *s
 	return establish(id, conn)
 }
 
+// Close returns only when every connection it accepted has been handled to its
+// end, so that no new client registers with mochi (ClientsWg.Add) while mochi's
+// Close already waits on that group (a data race, and a client missed).
 func (l *listener) Close(mochiClose listeners.CloseFn) {
 	l.once.Do(func() {
 		_ = l.ln.Close()
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
 		if l.closeClients != nil {
 			l.closeClients(l.id)
-			return
+		} else {
+			mochiClose(l.id)
 		}
-		mochiClose(l.id)
+		// Connections still before or inside CONNECT have no client to disconnect.
+		l.mu.Lock()
+		for c := range l.conns {
+			_ = c.Close()
+		}
+		l.mu.Unlock()
+		l.wg.Wait()
 	})
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"imb/broker"
@@ -151,7 +152,7 @@ func (e *env) connect5(clientID, token string, o v5opts) *v5 {
 	var once sync.Once
 	r.c = paho.NewClient(paho.ClientConfig{
 		ClientID: clientID,
-		Conn:     conn,
+		Conn:     packets.NewThreadSafeConn(conn), // paho writes a packet in several Writes, from several goroutines
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(p paho.PublishReceived) (bool, error) {
 			r.msgs <- p.Packet
 			return true, nil

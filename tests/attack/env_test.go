@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	mqtt3 "github.com/eclipse/paho.mqtt.golang"
 
@@ -167,7 +168,7 @@ func (e *env) connect5(clientID, token string, o opts5) *v5 {
 	r := &v5{conn: conn, inbox: newInbox(), discon: make(chan *paho.Disconnect, 1)}
 	r.c = paho.NewClient(paho.ClientConfig{
 		ClientID: clientID,
-		Conn:     conn,
+		Conn:     packets.NewThreadSafeConn(conn), // paho writes a packet in several Writes, from several goroutines
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(p paho.PublishReceived) (bool, error) {
 			r.inbox.add(p.Packet.Topic, p.Packet.QoS, p.Packet.Payload)
 			return true, nil

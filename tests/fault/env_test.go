@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	mqtt3 "github.com/eclipse/paho.mqtt.golang"
 
@@ -143,7 +144,7 @@ func dialInto(t *testing.T, addr, clientID, token string, clean bool, expiry uin
 	r := &client{conn: conn, discon: make(chan *paho.Disconnect, 1), sink: s}
 	r.c = paho.NewClient(paho.ClientConfig{
 		ClientID: clientID,
-		Conn:     conn,
+		Conn:     packets.NewThreadSafeConn(conn), // paho writes a packet in several Writes, from several goroutines
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(p paho.PublishReceived) (bool, error) {
 			r.mu.Lock()
 			r.msgs[string(p.Packet.Payload)]++
