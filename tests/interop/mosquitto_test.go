@@ -232,7 +232,7 @@ func TestMosquittoPublish(t *testing.T) {
 		{"v5 qos1 own telemetry", "mqttv5", own, "1", false, false, 0, nil, true},
 		{"v5 qos1 own telemetry, token as OAUTH2-JWT authentication data", "mqttv5", own, "1", false, true, 0, nil, true},
 		{"v5 qos0 own telemetry", "mqttv5", own, "0", false, false, 0, nil, true},
-		{"v5 qos1 another thing's telemetry", "mqttv5", foreign, "1", false, false, 0, []string{denied, "not authorized"}, false},
+		{"v5 qos1 another thing's telemetry", "mqttv5", foreign, "1", false, false, 0, []string{denied, "no rule grants it"}, false},
 		{"v5 qos2 above max_qos 1", "mqttv5", own, "2", false, false, 0, []string{denied}, false},
 		{"v5 qos1 firmware (deny rule)", "mqttv5", "things/" + thing1 + "/firmware/x", "1", false, false, 0, []string{denied}, false},
 		{"v5 qos1 retained telemetry (retain not allowed)", "mqttv5", own, "1", true, false, 0, []string{denied, "retain not allowed"}, false},
