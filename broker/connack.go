@@ -6,21 +6,33 @@ import (
 	"sync/atomic"
 )
 
-// amendConn lets the identity hook add the Authentication Method to a client's
-// success CONNACK, which MQTT 5 requires when the client authenticated with one
-// and mochi's CONNACK never carries. Doing it here, on the first write, costs the
-// broker's other writes one atomic load; mochi's OnPacketEncode would have cost
-// every outbound packet two copies of the packet struct.
-type amendConn struct {
+// servedConn is every connection the broker serves. It does two things for the
+// identity hook:
+//
+//   - it adds the Authentication Method to a client's success CONNACK, which MQTT 5
+//     requires when the client authenticated with one and mochi's CONNACK never
+//     carries. Doing it here, on the first write, costs the other writes one atomic
+//     load; mochi's OnPacketEncode would cost every outbound packet two copies of the
+//     packet struct;
+//   - it says when mochi has finished with the connection (Ended), so that a client
+//     reconnecting under the same id waits for the old connection's clean-up, which
+//     mochi would otherwise run over the new session (deleting it by client id).
+type servedConn struct {
 	net.Conn
 	method atomic.Pointer[string] // set by the hook before mochi writes the CONNACK
 	done   atomic.Bool
+	ended  chan struct{} // closed when mochi's handling of the connection returns
 }
 
-// AmendConnack asks for method to be added to the CONNACK about to be written.
-func (c *amendConn) AmendConnack(method string) { c.method.Store(&method) }
+func newServedConn(c net.Conn) *servedConn { return &servedConn{Conn: c, ended: make(chan struct{})} }
 
-func (c *amendConn) Write(p []byte) (int, error) {
+// Ended is closed once mochi has finished with the connection.
+func (c *servedConn) Ended() <-chan struct{} { return c.ended }
+
+// AmendConnack asks for method to be added to the CONNACK about to be written.
+func (c *servedConn) AmendConnack(method string) { c.method.Store(&method) }
+
+func (c *servedConn) Write(p []byte) (int, error) {
 	if m := c.method.Load(); m != nil && !c.done.Load() {
 		c.done.Store(true)
 		if q := withAuthMethod(p, *m); q != nil {

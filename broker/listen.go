@@ -106,7 +106,9 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 // goroutine, so a panic in its packet decoders is recovered here, the connection
 // closed and recovered called to finish the session's bookkeeping.
 func serveConn(establish listeners.EstablishFn, id string, conn net.Conn, log *slog.Logger, recovered func(net.Conn, any)) (err error) {
-	conn = &amendConn{Conn: conn}
+	sc := newServedConn(conn)
+	conn = sc
+	defer close(sc.ended) // runs last: after mochi's handler and any recovery
 	defer func() {
 		if r := recover(); r != nil {
 			_ = conn.Close()

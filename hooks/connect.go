@@ -80,6 +80,18 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		}
 	}
 
+	// A client reconnecting under its id right after its old connection ended must
+	// wait for mochi to finish that connection: mochi's clean-up of a clean session
+	// deletes the client and its subscriptions by id, and would delete the new ones.
+	if existing, ok := h.cfg.Server.Clients.Get(cl.ID); ok && existing != cl && existing.Closed() {
+		if e, ok := existing.Net.Conn.(ConnEnder); ok {
+			select {
+			case <-e.Ended():
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}
+
 	// mochi inherits a stored session by client id alone (#504): an identity may
 	// never resume, or take over, what another identity left under the same id.
 	if existing, ok := h.cfg.Server.Clients.Get(cl.ID); ok && existing != cl {

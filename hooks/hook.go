@@ -218,6 +218,12 @@ type ConnackAmender interface {
 	AmendConnack(method string)
 }
 
+// ConnEnder is implemented by connections that say when mochi has finished with
+// them (the broker's listeners wrap every connection so).
+type ConnEnder interface {
+	Ended() <-chan struct{}
+}
+
 // usernameIs reports whether the client's CONNECT username equals s.
 func usernameIs(cl *mqtt.Client, s string) bool {
 	return string(cl.Properties.Username) == s

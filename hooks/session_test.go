@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -141,5 +142,29 @@ func TestTokenNeverReachesStorage(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestQuickReconnectKeepsNewSession reconnects under the same client id right after
+// a clean disconnect: mochi's clean-up of the old connection deletes by client id,
+// and must not delete the new session or its subscription.
+func TestQuickReconnectKeepsNewSession(t *testing.T) {
+	e := newEnv(t)
+	tok := e.jwt("t1", "publish", "subscribe")
+	app := e.fleet(t)
+	for i := 0; i < 30; i++ {
+		r := e.connect5("t1", tok, v5opts{clean: true})
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if got := r.subscribe(t, "things/t1/commands/#", 1); got != 1 {
+			t.Fatalf("round %d: subscribe %#x", i, got)
+		}
+		topic := "things/t1/commands/round-" + strconv.Itoa(i)
+		if got := app.publish(t, topic, 1, false, "x"); got != 0 {
+			t.Fatalf("round %d: command publish %#x", i, got)
+		}
+		r.expectMsg(t, topic)
+		_ = r.c.Disconnect(&paho.Disconnect{})
 	}
 }
