@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Target names, in the order compare runs them.
+const (
+	targetBaseline           = "baseline"
+	targetJWT                = "imb-jwt"
+	targetIntrospect         = "imb-introspect"
+	targetIntrospectUncached = "imb-introspect-uncached"
+	targetMosquitto          = "mosquitto"
+)
+
+var allTargets = []string{targetBaseline, targetJWT, targetIntrospect, targetIntrospectUncached, targetMosquitto}
+
+// targetModes maps imb targets to the broker child's --mode.
+var targetModes = map[string]string{
+	targetBaseline:           modeAllowAll,
+	targetJWT:                modeJWT,
+	targetIntrospect:         modeIntrospect,
+	targetIntrospectUncached: modeIntrospectUncached,
+}
+
+// usesOpaqueTokens reports whether a target's things present opaque tokens (only
+// introspection can judge them) instead of ES256 JWTs.
+func usesOpaqueTokens(target string) bool {
+	return target == targetIntrospect || target == targetIntrospectUncached
+}
+
+// mosquittoPath is where Debian's mosquitto package installs the broker.
+const mosquittoPath = "/usr/sbin/mosquitto"
+
+// roleEnv makes the harness's own executable run as a broker child (see
+// brokerMain); it works for `go run` binaries and test binaries alike.
+const roleEnv = "IMB_LOADTEST_ROLE"
+
+// brokerProc is a broker process the harness started.
+type brokerProc struct {
+	target  string
+	addr    string
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	lines   *bufio.Scanner
+	logFile *os.File
+	profile string
+	conf    string // mosquitto config file to remove
+}
+
+// Pid is the broker's process id.
+func (p *brokerProc) Pid() int { return p.cmd.Process.Pid }
+
+// issuerRef is what an imb child needs to trust the harness's issuer.
+type issuerRef struct {
+	URL, JWKSURL, IntrospectURL, ClientID, ClientSecret string
+}
+
+// startBroker starts the target as a child process on a loopback port and waits
+// until it accepts connections. logPath receives the child's stderr.
+func startBroker(ctx context.Context, target string, iss issuerRef, o Options, logPath, profilePath string) (*brokerProc, error) {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("broker log: %w", err)
+	}
+	p := &brokerProc{target: target, logFile: logFile}
+	if target == targetMosquitto {
+		err = p.startMosquitto(ctx, filepath.Dir(logPath))
+	} else {
+		err = p.startImb(ctx, target, iss, o, profilePath)
+	}
+	if err != nil {
+		_ = logFile.Close()
+		return nil, fmt.Errorf("start %s: %w (log: %s)", target, err, logPath)
+	}
+	return p, nil
+}
+
+func (p *brokerProc) startImb(ctx context.Context, target string, iss issuerRef, o Options, profilePath string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("own executable: %w", err)
+	}
+	args := []string{"broker", "--mode", targetModes[target], "--listen", "127.0.0.1:0",
+		"--issuer", iss.URL, "--jwks-url", iss.JWKSURL, "--introspect-url", iss.IntrospectURL,
+		"--client-id", iss.ClientID}
+	if o.Policy != "" {
+		args = append(args, "--policy", o.Policy)
+	}
+	if o.IntrospectMaxConns > 0 {
+		args = append(args, "--introspect-max-conns", fmt.Sprint(o.IntrospectMaxConns))
+	}
+	if profilePath != "" {
+		args = append(args, "--cpuprofile", profilePath)
+		p.profile = profilePath
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), roleEnv+"=broker", "IMB_CLIENT_SECRET="+iss.ClientSecret)
+	cmd.Stderr = p.logFile
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if p.stdin, err = cmd.StdinPipe(); err != nil {
+		return err
+	}
+	p.cmd = cmd
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	p.lines = bufio.NewScanner(stdout)
+	addr := make(chan string, 1)
+	go func() {
+		for p.lines.Scan() {
+			if a, ok := strings.CutPrefix(p.lines.Text(), "mqtt "); ok {
+				addr <- a
+				return
+			}
+		}
+		close(addr)
+	}()
+	select {
+	case a, ok := <-addr:
+		if !ok {
+			_ = cmd.Wait()
+			return errors.New("broker exited before listening")
+		}
+		p.addr = a
+		return nil
+	case <-time.After(30 * time.Second):
+		p.stop()
+		return errors.New("broker did not report its address within 30s")
+	case <-ctx.Done():
+		p.stop()
+		return ctx.Err()
+	}
+}
+
+// mosquittoConf is the anonymous loopback configuration. The limits match imb's
+// (1024 messages in flight and queued per client, TCP_NODELAY as Go sets it) so
+// that the brokers are compared with the same buffering, not with different
+// defaults.
+const mosquittoConf = `listener %d 127.0.0.1
+allow_anonymous true
+persistence false
+max_inflight_messages 1024
+max_queued_messages 1024
+set_tcp_nodelay true
+log_dest stderr
+log_type error
+log_type warning
+`
+
+func (p *brokerProc) startMosquitto(ctx context.Context, dir string) error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	conf, err := os.CreateTemp(dir, "mosquitto-*.conf")
+	if err != nil {
+		return err
+	}
+	p.conf = conf.Name()
+	if _, err := fmt.Fprintf(conf, mosquittoConf, port); err != nil {
+		_ = conf.Close()
+		return err
+	}
+	_ = conf.Close()
+	cmd := exec.Command(mosquittoPath, "-c", p.conf)
+	cmd.Stderr, cmd.Stdout = p.logFile, p.logFile
+	p.cmd = cmd
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	p.addr = fmt.Sprintf("127.0.0.1:%d", port)
+	exited := make(chan struct{})
+	go func() { _, _ = p.cmd.Process.Wait(); close(exited) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return errors.New("mosquitto exited at start")
+		case <-ctx.Done():
+			p.stop()
+			return ctx.Err()
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", p.addr, time.Second); err == nil {
+			_ = c.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.stop()
+	return errors.New("mosquitto did not listen within 10s")
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// collectGarbage asks an imb child to run the garbage collector and return freed
+// memory to the system, so that RSS reads what is live. mosquitto frees as it
+// goes; for it this is a no-op.
+func (p *brokerProc) collectGarbage() error {
+	if p.stdin == nil {
+		return nil
+	}
+	if _, err := io.WriteString(p.stdin, "gc\n"); err != nil {
+		return fmt.Errorf("gc request: %w", err)
+	}
+	done := make(chan bool, 1)
+	go func() { done <- p.lines.Scan() && p.lines.Text() == "gc ok" }()
+	select {
+	case ok := <-done:
+		if !ok {
+			return errors.New("gc request: no answer")
+		}
+		return nil
+	case <-time.After(30 * time.Second):
+		return errors.New("gc request: no answer within 30s")
+	}
+}
+
+// stop ends the broker: an imb child shuts down when its stdin closes (and
+// writes its CPU profile), mosquitto on SIGTERM; after 15 s it is killed.
+func (p *brokerProc) stop() {
+	if p.stdin != nil {
+		_ = p.stdin.Close()
+	} else {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	done := make(chan struct{})
+	go func() {
+		if p.stdin != nil {
+			_ = p.cmd.Wait()
+		} else {
+			for {
+				if err := p.cmd.Process.Signal(syscall.Signal(0)); err != nil {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+	_ = p.logFile.Close()
+	if p.conf != "" {
+		_ = os.Remove(p.conf)
+	}
+}
