@@ -104,7 +104,7 @@ func (s *Server) handleAuthenticate(w http.ResponseWriter, r *http.Request, real
 	q := r.URL.Query()
 	if !pathRealm {
 		var err error
-		if realm, err = s.resolveRealm(q.Get("realm")); err != nil {
+		if realm, err = s.resolveRealm(q.Get("realm"), r.Host); err != nil {
 			return errBadRequest("Invalid realm, %s", err)
 		}
 	} else if !s.realms[realm] {

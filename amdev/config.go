@@ -193,6 +193,15 @@ func (s *Settings) validate() error {
 			return invalid("alias must be a name without slashes mapping to a realm path", "realmAliases", alias)
 		}
 	}
+	for host, r := range s.RealmHosts {
+		p, err := normalizeRealmPath(r)
+		if err != nil || host == "" || strings.ContainsAny(host, ":/ ") || host != strings.ToLower(host) {
+			return invalid("a DNS alias must be a lower-case host name without port mapping to a realm path", "realmHosts", host)
+		}
+		if p != "/" && !slices.ContainsFunc(s.Realms, func(r string) bool { n, _ := normalizeRealmPath(r); return n == p }) {
+			return invalid("DNS alias names a realm that is not configured", "realmHosts", host)
+		}
+	}
 	if s.Admin.Username == "" || s.Admin.Password == "" {
 		return invalid("admin needs username and password", "admin")
 	}

@@ -3,6 +3,7 @@ package amdev
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -212,4 +213,44 @@ func urlValues(kv ...string) url.Values {
 		v.Set(kv[i], kv[i+1])
 	}
 	return v
+}
+
+// TestDNSAliasHost: a request to a DNS alias host without a realm parameter is in
+// the alias's realm, for OAuth URLs and for authentication trees alike.
+func TestDNSAliasHost(t *testing.T) {
+	e := startEnv(t, func(s *Settings) {
+		s.Realms = []string{"/a/b"}
+		s.RealmHosts = map[string]string{"sub.am.localtest.me": "/a/b"}
+	})
+	get := func(host, path string) (int, map[string]any) {
+		req, err := http.NewRequest("GET", e.srv.URL()+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var d map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&d)
+		return resp.StatusCode, d
+	}
+	alias := "sub.am.localtest.me:" + strings.Split(e.srv.Addr(), ":")[1]
+	if status, d := get(alias, "/oauth2/.well-known/openid-configuration"); status != 200 || d["issuer"] != e.srv.Issuer()+"/realms/root/realms/a/realms/b" {
+		t.Fatalf("discovery on the alias host: %d %v", status, d)
+	}
+	if status, d := get(e.srv.Addr(), "/oauth2/.well-known/openid-configuration"); status != 200 || d["issuer"] != e.srv.Issuer() {
+		t.Fatalf("discovery on the plain host: %d %v", status, d)
+	}
+	if realm, err := e.srv.resolveRealm("", alias); err != nil || realm != "/a/b" {
+		t.Fatalf("authenticate on the alias host resolves %q, %v", realm, err)
+	}
+	if realm, err := e.srv.resolveRealm("/", alias); err != nil || realm != "/" {
+		t.Fatalf("an explicit realm parameter wins over the alias: %q, %v", realm, err)
+	}
+	if _, err := ParseSettings("x.yaml", []byte("realmHosts: {sub.example: /nope}\n")); err == nil {
+		t.Fatal("a DNS alias to an unconfigured realm was accepted")
+	}
 }

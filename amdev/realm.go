@@ -3,6 +3,7 @@ package amdev
 import (
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 )
 
@@ -28,8 +29,13 @@ var errUnknownRealm = errors.New("unknown realm")
 
 // resolveRealm maps a realm parameter (path, alias or empty) to a configured
 // realm path. The full path is the key: a realm is never found by its last segment.
-func (s *Server) resolveRealm(param string) (string, error) {
+// Without a parameter, a DNS alias (the request's host name in RealmHosts) names
+// the realm, as AM's DNS aliases do; otherwise it is the root realm.
+func (s *Server) resolveRealm(param, host string) (string, error) {
 	if param == "" {
+		if r := s.hostRealm(host); r != "" {
+			return r, nil
+		}
 		return "/", nil
 	}
 	if !strings.HasPrefix(param, "/") {
@@ -83,4 +89,23 @@ func splitRealmPath(segs []string) (realm string, rest []string, ok bool) {
 		segs = segs[2:]
 	}
 	return "/" + strings.Join(names, "/"), segs, true
+}
+
+// hostRealm is the realm a DNS alias host name maps to, "" for none.
+func (s *Server) hostRealm(host string) string {
+	if len(s.settings.RealmHosts) == 0 {
+		return ""
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	p, ok := s.settings.RealmHosts[strings.ToLower(host)]
+	if !ok {
+		return ""
+	}
+	r, err := normalizeRealmPath(p)
+	if err != nil {
+		return ""
+	}
+	return r
 }

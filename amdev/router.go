@@ -67,9 +67,11 @@ func (s *Server) routeOAuth2(w http.ResponseWriter, r *http.Request, segs []stri
 	if realm == "/" && r.URL.Query().Has("realm") {
 		// AM also accepts the ?realm= form on the root OAuth URLs.
 		var err error
-		if realm, err = s.resolveRealm(r.URL.Query().Get("realm")); err != nil {
+		if realm, err = s.resolveRealm(r.URL.Query().Get("realm"), r.Host); err != nil {
 			return errorf(http.StatusNotFound, "Realm not found").with(err)
 		}
+	} else if hr := s.hostRealm(r.Host); realm == "/" && hr != "" {
+		realm = hr // a DNS alias: the root OAuth URLs of that host are its realm's
 	} else if !s.realms[realm] {
 		return errorf(http.StatusNotFound, "Realm not found")
 	}

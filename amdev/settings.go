@@ -18,6 +18,10 @@ type Settings struct {
 	Realms []string `yaml:"realms"`
 	// RealmAliases maps an alias (no leading slash) to a realm path.
 	RealmAliases map[string]string `yaml:"realmAliases"`
+	// RealmHosts maps DNS alias host names (lower case, no port) to realm paths: a
+	// request to such a host without a realm parameter is in that realm, as with
+	// AM's DNS aliases (e.g. sub.am.localtest.me -> /a/b).
+	RealmHosts map[string]string `yaml:"realmHosts"`
 	// Admin is the administrator that zero-page login accepts (root realm only).
 	Admin Admin `yaml:"admin"`
 	// Users are human identities seeded into the store when absent (device-grant approvers).

@@ -22,7 +22,7 @@ func (s *Server) handleThings(w http.ResponseWriter, r *http.Request) error {
 	}
 	q := r.URL.Query()
 	if q.Has("realm") {
-		realm, err := s.resolveRealm(q.Get("realm"))
+		realm, err := s.resolveRealm(q.Get("realm"), r.Host)
 		if err != nil || realm != ss.realm {
 			return errBadRequest("Realm %s does not match the session", quote(q.Get("realm")))
 		}

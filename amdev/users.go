@@ -30,7 +30,7 @@ func (s *Server) handleUsers(w http.ResponseWriter, r *http.Request, realm strin
 	}
 	if !pathRealm {
 		var err error
-		if realm, err = s.resolveRealm(r.URL.Query().Get("realm")); err != nil {
+		if realm, err = s.resolveRealm(r.URL.Query().Get("realm"), r.Host); err != nil {
 			return errBadRequest("Invalid realm")
 		}
 	} else if !s.realms[realm] {
