@@ -156,7 +156,7 @@ func (h *Hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*identity, *ref
 		method:     tok.Method,
 		issuer:     tok.Issuer,
 		fp:         fp,
-		token:      token,
+		token:      keepForRevalidation(tok, token),
 		authMethod: authMethod,
 	}
 	id.subject = authz.Subject{ID: tok.ThingID, Scopes: tok.Scopes, Claims: tok.Claims}

@@ -87,7 +87,7 @@ func (h *Hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		method:     tok.Method,
 		issuer:     tok.Issuer,
 		fp:         introspect.Fingerprint(token),
-		token:      token,
+		token:      keepForRevalidation(tok, token),
 		authMethod: AuthMethod,
 	}
 	id.subject = old.subject

@@ -8,6 +8,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 
 	"imb/authz"
+	"imb/introspect"
 )
 
 // identity is what one verified token (or the anonymous section) established about
@@ -115,3 +116,13 @@ func (g *rateGate) pass(now time.Time) (ok bool, suppressed int) {
 
 // clientRemote is the remote address of a client, "" for sessions restored from storage.
 func clientRemote(cl *mqtt.Client) string { return cl.Net.Remote }
+
+// keepForRevalidation returns the token when the session must present it again
+// (introspected tokens are re-checked for revocation), and "" otherwise: a JWT is
+// not asked about again, so the session need not hold its bytes.
+func keepForRevalidation(tok *introspect.Token, token string) string {
+	if tok.Method == introspect.MethodIntrospection {
+		return token
+	}
+	return ""
+}
