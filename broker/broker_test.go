@@ -25,6 +25,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"imb/internal/issuer"
+	"imb/internal/wsconn"
 )
 
 const policy = `version: 1
@@ -159,7 +160,7 @@ func TestListeners(t *testing.T) {
 			if resp.Header.Get("Sec-Websocket-Protocol") != "mqtt" {
 				t.Fatalf("subprotocol %q", resp.Header.Get("Sec-Websocket-Protocol"))
 			}
-			roundTrip(t, &wsConn{Conn: c.NetConn(), ws: c}, tok)
+			roundTrip(t, wsconn.New(c), tok)
 		})
 	}
 }

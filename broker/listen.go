@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"imb/internal/wsconn"
 )
 
 // listener serves MQTT connections from any net.Listener. It replaces mochi's own
@@ -183,7 +184,7 @@ func newWSListener(ln net.Listener, tlsConfig *tls.Config, allowedOrigins []stri
 		if err != nil {
 			return // the upgrader has answered with an HTTP error
 		}
-		conn := &wsConn{Conn: c.NetConn(), ws: c}
+		conn := wsconn.New(c)
 		select {
 		case w.conns <- conn:
 		case <-w.done:
@@ -223,46 +224,3 @@ func (w *wsListener) Close() error {
 }
 
 func (w *wsListener) Addr() net.Addr { return w.ln.Addr() }
-
-// wsConn reads and writes MQTT bytes as WebSocket binary messages.
-type wsConn struct {
-	net.Conn
-	ws     *websocket.Conn
-	reader io.Reader
-	wmu    sync.Mutex
-}
-
-func (c *wsConn) Read(p []byte) (int, error) {
-	for {
-		if c.reader == nil {
-			mt, r, err := c.ws.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			if mt != websocket.BinaryMessage {
-				return 0, errors.New("websocket: MQTT needs binary frames")
-			}
-			c.reader = r
-		}
-		n, err := c.reader.Read(p)
-		if errors.Is(err, io.EOF) {
-			c.reader = nil
-			if n > 0 {
-				return n, nil
-			}
-			continue
-		}
-		return n, err
-	}
-}
-
-func (c *wsConn) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-func (c *wsConn) Close() error { return c.ws.Close() }

@@ -25,6 +25,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"imb/internal/wsconn"
 	"imb/sdk"
 	sdkmqtt "imb/sdk/mqtt"
 )
@@ -262,7 +263,7 @@ func newWSListener(t *testing.T) *wsListener {
 			return
 		}
 		select {
-		case l.conns <- sdkmqtt.NewWebSocketConn(ws):
+		case l.conns <- wsconn.New(ws):
 		case <-l.done:
 			_ = ws.Close()
 		}
