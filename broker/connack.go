@@ -1,9 +1,11 @@
 package broker
 
 import (
-	"encoding/binary"
+	"bytes"
 	"net"
 	"sync/atomic"
+
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // servedConn is every connection the broker serves. It does two things for the
@@ -45,61 +47,37 @@ func (c *servedConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// withAuthMethod returns a copy of the MQTT 5 success CONNACK in p with an
-// Authentication Method property (0x15) appended, or nil when p does not start
-// with exactly one such CONNACK.
+// withAuthMethod returns the MQTT 5 success CONNACK in p with the Authentication
+// Method property added, or nil when p is not exactly one such CONNACK. mochi's own
+// codec decodes and re-encodes it, so the packet stays what mochi would write.
 func withAuthMethod(p []byte, method string) []byte {
-	if len(p) < 2 || p[0] != 0x20 {
+	pk, ok := decodeConnack(p)
+	if !ok || pk.ReasonCode >= 0x80 {
 		return nil
 	}
-	rl, n := uvarint(p[1:])
-	if n == 0 || 1+n+rl != len(p) || rl < 3 || p[1+n+1] >= 0x80 {
+	pk.Properties.AuthenticationMethod = method
+	var buf bytes.Buffer
+	if err := pk.ConnackEncode(&buf); err != nil {
 		return nil
 	}
-	body := p[1+n:] // flags, reason, property length, properties
-	pl, m := uvarint(body[2:])
-	if m == 0 || 2+m+pl != len(body) {
-		return nil
-	}
-	prop := make([]byte, 0, 3+len(method))
-	prop = append(prop, 0x15)
-	prop = binary.BigEndian.AppendUint16(prop, uint16(len(method)))
-	prop = append(prop, method...)
-
-	newProps := appendUvarint(nil, pl+len(prop))
-	newBody := make([]byte, 0, 2+len(newProps)+pl+len(prop))
-	newBody = append(newBody, body[0], body[1])
-	newBody = append(newBody, newProps...)
-	newBody = append(newBody, body[2+m:]...)
-	newBody = append(newBody, prop...)
-	out := append([]byte{0x20}, appendUvarint(nil, len(newBody))...)
-	return append(out, newBody...)
+	return buf.Bytes()
 }
 
-// uvarint decodes an MQTT variable byte integer; n is 0 when b holds none.
-func uvarint(b []byte) (v, n int) {
-	mult := 1
-	for i := 0; i < 4 && i < len(b); i++ {
-		v += int(b[i]&0x7f) * mult
-		if b[i]&0x80 == 0 {
-			return v, i + 1
-		}
-		mult *= 128
+// decodeConnack decodes p when it holds exactly one MQTT 5 CONNACK.
+func decodeConnack(p []byte) (packets.Packet, bool) {
+	var pk packets.Packet
+	if len(p) < 2 || pk.FixedHeader.Decode(p[0]) != nil || pk.FixedHeader.Type != packets.Connack {
+		return pk, false
 	}
-	return 0, 0
-}
-
-// appendUvarint appends v as an MQTT variable byte integer.
-func appendUvarint(b []byte, v int) []byte {
-	for {
-		d := byte(v % 128)
-		v /= 128
-		if v > 0 {
-			d |= 0x80
-		}
-		b = append(b, d)
-		if v == 0 {
-			return b
-		}
+	r := bytes.NewReader(p[1:])
+	n, _, err := packets.DecodeLength(r)
+	if err != nil || n != r.Len() {
+		return pk, false
 	}
+	pk.FixedHeader.Remaining = n
+	pk.ProtocolVersion = 5
+	if err := pk.ConnackDecode(p[len(p)-n:]); err != nil {
+		return pk, false
+	}
+	return pk, true
 }

@@ -28,17 +28,9 @@ func TestWithAuthMethod(t *testing.T) {
 			if out == nil {
 				t.Fatal("not amended")
 			}
-			var fh packets.FixedHeader
-			if err := fh.Decode(out[0]); err != nil {
-				t.Fatal(err)
-			}
-			rl, n := uvarint(out[1:])
-			if 1+n+rl != len(out) {
-				t.Fatalf("remaining length %d does not fit %d bytes", rl, len(out))
-			}
-			pk := packets.Packet{FixedHeader: fh, ProtocolVersion: 5}
-			if err := pk.ConnackDecode(out[1+n:]); err != nil {
-				t.Fatal(err)
+			pk, ok := decodeConnack(out)
+			if !ok {
+				t.Fatalf("amended CONNACK does not decode: %x", out)
 			}
 			if pk.Properties.AuthenticationMethod != "OAUTH2-JWT" || pk.Properties.ReceiveMaximum != props.ReceiveMaximum ||
 				pk.Properties.AssignedClientID != props.AssignedClientID {
@@ -67,8 +59,7 @@ func FuzzWithAuthMethod(f *testing.F) {
 		if out == nil {
 			return
 		}
-		rl, n := uvarint(out[1:])
-		if n == 0 || 1+n+rl != len(out) || !bytes.HasSuffix(out, []byte("\x15\x00\x0aOAUTH2-JWT")) {
+		if pk, ok := decodeConnack(out); !ok || pk.Properties.AuthenticationMethod != "OAUTH2-JWT" {
 			t.Fatalf("%x -> %x", p, out)
 		}
 	})
