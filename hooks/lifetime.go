@@ -45,11 +45,13 @@ func (h *Hook) expire(s *session, id *identity) {
 	if s.id.Load() != id {
 		return // re-authenticated meanwhile
 	}
-	h.endSession(s, packets.ErrMaxConnectTime, "expired", "token expired")
+	h.endSession(s, packets.ErrMaxConnectTime, "expired", "disconnect", "disconnect", "token expired")
 }
 
-// endSession disconnects a live session for an identity reason.
-func (h *Hook) endSession(s *session, code packets.Code, label, reason string) {
+// endSession disconnects a live session for an identity reason, without its will,
+// and writes the audit line (event "disconnect", or "reauth_refused" and the like).
+// code goes on the wire as is (MQTT 5); 3.1.1 connections are closed.
+func (h *Hook) endSession(s *session, code packets.Code, label, event, msg, reason string) {
 	s.revoked.Store(true)
 	cl := s.cl
 	if cl.Closed() {
@@ -58,8 +60,8 @@ func (h *Hook) endSession(s *session, code packets.Code, label, reason string) {
 	dropWill(cl)
 	h.metrics.disconnect(label)
 	id := s.id.Load()
-	h.audit.Warn("disconnect",
-		slog.String("event", "disconnect"),
+	h.audit.Warn(msg,
+		slog.String("event", event),
 		slog.String("thing_id", id.subject.ID),
 		slog.String("client_id", cl.ID),
 		slog.String("remote", clientRemote(cl)),
@@ -96,10 +98,10 @@ func (h *Hook) revalidate(s *session, id *identity) {
 	switch {
 	case err == nil && tok.ThingID == id.subject.ID:
 	case err == nil:
-		h.endSession(s, packets.ErrNotAuthorized, "revoked", "token now names another subject")
+		h.endSession(s, packets.ErrNotAuthorized, "revoked", "disconnect", "disconnect", "token now names another subject")
 		return
 	case errors.Is(err, introspect.ErrInvalidToken):
-		h.endSession(s, packets.ErrNotAuthorized, "revoked", "token revoked or inactive")
+		h.endSession(s, packets.ErrNotAuthorized, "revoked", "disconnect", "disconnect", "token revoked or inactive")
 		return
 	default:
 		h.audit.Warn("revalidation failed",

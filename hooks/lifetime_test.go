@@ -33,13 +33,18 @@ func TestExpiryDisconnectsWithin1s(t *testing.T) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
+	// A timer of the test's own, due at exp, measures how late this loaded machine
+	// runs anything; the broker's lateness is judged beyond that.
+	control := make(chan time.Duration, 1)
+	time.AfterFunc(time.Until(exp), func() { control <- time.Since(exp) })
 	code := r.expectDisconnect(t, time.Until(exp)+5*time.Second)
 	late := time.Since(exp)
 	if code != 0xA0 {
 		t.Fatalf("DISCONNECT %#x, want 0xa0 (maximum connect time)", code)
 	}
-	if late < 0 || late > time.Second {
-		t.Fatalf("disconnected %s after exp, want within 1s", late)
+	machine := <-control
+	if late < 0 || late-machine > time.Second {
+		t.Fatalf("disconnected %s after exp (the machine's own timer: %s late), want within 1s", late, machine)
 	}
 	if len(e.audit.find("disconnect")) != 1 {
 		t.Fatal("expiry disconnect not audited")

@@ -29,19 +29,11 @@ func (h *Hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	}
 	old := s.id.Load()
 	fail := func(code packets.Code, reason string) (packets.Packet, error) {
-		s.revoked.Store(true)
-		dropWill(cl)
-		h.metrics.disconnect("reauth_failed")
-		h.audit.Warn("re-authentication refused",
-			slog.String("event", "reauth_refused"),
-			slog.String("thing_id", old.subject.ID),
-			slog.String("client_id", cl.ID),
-			slog.String("remote", clientRemote(cl)),
-			slog.String("reason", reason),
-			slog.String("code", hexCode(code.Code)))
-		_ = h.cfg.Server.DisconnectClient(cl, packets.Code{Code: code.Code, Reason: reason})
+		h.endSession(s, packets.Code{Code: code.Code, Reason: reason}, "reauth_failed", "reauth_refused",
+			"re-authentication refused", reason)
 		return pk, nil
 	}
+
 	if pk.ReasonCode != packets.CodeReAuthenticate.Code {
 		return fail(packets.ErrProtocolViolation, "only re-authentication (0x19) is supported")
 	}
