@@ -151,14 +151,7 @@ func (h *Hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*identity, *ref
 		// and as a client id or audit value it would only confuse: refuse it outright.
 		return &identity{fp: fp}, notAuthorized("token subject contains a character reserved in topics (/ + # or NUL)")
 	}
-	id := &identity{
-		expiry:     tok.Expiry,
-		method:     tok.Method,
-		issuer:     tok.Issuer,
-		fp:         fp,
-		token:      keepForRevalidation(tok, token),
-		authMethod: authMethod,
-	}
+	id := newIdentity(tok, token, fp, authMethod)
 	id.subject = authz.Subject{ID: tok.ThingID, Scopes: tok.Scopes, Claims: tok.Claims}
 
 	if h.cfg.RequireUsername && !usernameIs(cl, tok.ThingID) {

@@ -74,14 +74,7 @@ func (h *Hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		return fail(packets.ErrNotAuthorized, "re-authentication as another identity")
 	}
 
-	id := &identity{
-		expiry:     tok.Expiry,
-		method:     tok.Method,
-		issuer:     tok.Issuer,
-		fp:         introspect.Fingerprint(token),
-		token:      keepForRevalidation(tok, token),
-		authMethod: AuthMethod,
-	}
+	id := newIdentity(tok, token, introspect.Fingerprint(token), AuthMethod)
 	id.subject = old.subject
 	id.subject.Scopes = tok.Scopes
 	id.subject.Claims = tok.Claims

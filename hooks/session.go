@@ -117,12 +117,19 @@ func (g *rateGate) pass(now time.Time) (ok bool, suppressed int) {
 // clientRemote is the remote address of a client, "" for sessions restored from storage.
 func clientRemote(cl *mqtt.Client) string { return cl.Net.Remote }
 
-// keepForRevalidation returns the token when the session must present it again
-// (introspected tokens are re-checked for revocation), and "" otherwise: a JWT is
-// not asked about again, so the session need not hold its bytes.
-func keepForRevalidation(tok *introspect.Token, token string) string {
-	if tok.Method == introspect.MethodIntrospection {
-		return token
+// newIdentity is what a validated token establishes (the subject is filled by the
+// caller; fp is the token's fingerprint). The token's bytes are kept only when the session must present it again:
+// introspected tokens are re-checked for revocation; a JWT is not asked about again.
+func newIdentity(tok *introspect.Token, token, fp, authMethod string) *identity {
+	id := &identity{
+		expiry:     tok.Expiry,
+		method:     tok.Method,
+		issuer:     tok.Issuer,
+		fp:         fp,
+		authMethod: authMethod,
 	}
-	return ""
+	if tok.Method == introspect.MethodIntrospection {
+		id.token = token
+	}
+	return id
 }
