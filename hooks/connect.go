@@ -80,21 +80,9 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		}
 	}
 
-	// A client reconnecting under its id right after its old connection ended must
-	// wait for mochi to finish that connection: mochi's clean-up of a clean session
-	// deletes the client and its subscriptions by id, and would delete the new ones.
-	if existing, ok := h.cfg.Server.Clients.Get(cl.ID); ok && existing != cl && existing.Closed() {
-		if e, ok := existing.Net.Conn.(ConnEnder); ok {
-			select {
-			case <-e.Ended():
-			case <-time.After(2 * time.Second):
-			}
-		}
-	}
-
-	// mochi inherits a stored session by client id alone (#504): an identity may
-	// never resume, or take over, what another identity left under the same id.
 	if existing, ok := h.cfg.Server.Clients.Get(cl.ID); ok && existing != cl {
+		// mochi inherits a stored session by client id alone (#504): an identity may
+		// never resume, or take over, what another identity left under the same id.
 		owner := string(existing.Properties.Username)
 		if owner != id.subject.ID && !existing.Closed() {
 			return h.refuse(cl, id, notAuthorized("client identifier in use by another identity"))
@@ -103,6 +91,7 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 			// Without a token there is no identity to take a thing's stored session from.
 			return h.refuse(cl, id, notAuthorized("client identifier belongs to an identity"))
 		}
+		h.finishOld(existing)
 	}
 
 	h.sessions.Store(cl, s)
@@ -362,4 +351,27 @@ func (h *Hook) discardSession(existing *mqtt.Client, why string) {
 func hexCode(c byte) string {
 	const digits = "0123456789abcdef"
 	return string([]byte{'0', 'x', digits[c>>4], digits[c&0xf]})
+}
+
+// finishOld takes over a connection of the same client id and waits until mochi has
+// finished it. mochi's clean-up of a clean session deletes the client and its
+// subscriptions by client id; run after the new client has registered (a reconnect
+// racing the old connection's end, or mochi's own takeover), it would delete the new
+// ones. Taking over here, before mochi registers the new client, orders the two.
+func (h *Hook) finishOld(existing *mqtt.Client) {
+	e, ok := existing.Net.Conn.(ConnEnder)
+	if !ok {
+		return // restored from storage: no connection behind it
+	}
+	if !existing.Closed() {
+		if existing.Properties.ProtocolVersion == 5 {
+			_ = h.cfg.Server.DisconnectClient(existing, packets.ErrSessionTakenOver)
+		} else {
+			existing.Stop(packets.ErrSessionTakenOver) // 3.1.1 has no server DISCONNECT
+		}
+	}
+	select {
+	case <-e.Ended():
+	case <-time.After(2 * time.Second):
+	}
 }
