@@ -43,7 +43,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	thingID := fs.String("thing", "", "thing to send -command to")
 	command := fs.String("command", "", `JSON command for -thing, e.g. {"setpoint":21}`)
 	commandTopic := fs.String("command-topic", "setpoint", "topic under things/{thing}/commands/ to send -command to")
-	count := fs.Int("count", 0, "stop after this many messages (0: run until interrupted)")
+	count := fs.Int("count", 0, "stop after this many distinct messages (0: run until interrupted)")
 	timeout := fs.Duration("timeout", 10*time.Second, "timeout of each request to AM")
 	debug := fs.Bool("debug", false, "log connection events on stderr (tokens appear as fingerprints only)")
 	if err := cli.Parse(fs, args, stderr); err != nil {
@@ -96,7 +96,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	pending := *command != ""
-	for n := 0; *count == 0 || n < *count; n++ {
+	// QoS 1 may deliver a message twice (a reconnect before its PUBACK reached the broker is
+	// legal redelivery), so -count counts distinct messages; a repeat is printed, not counted.
+	seen := make(map[string]struct{})
+	for n := 0; *count == 0 || n < *count; {
 		var m message
 		select {
 		case <-ctx.Done():
@@ -106,6 +109,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		case m = <-received:
 		}
 		fmt.Fprintf(stdout, "%s %s\n", m.topic, m.payload)
+		if *count > 0 {
+			key := m.topic + "\x00" + string(m.payload)
+			if _, dup := seen[key]; dup {
+				continue
+			}
+			seen[key] = struct{}{}
+		}
+		n++
 		// Telemetry (never retained) shows the thing is online and subscribed to its commands.
 		if pending && strings.HasPrefix(m.topic, "things/"+*thingID+"/telemetry/") {
 			pending = false
