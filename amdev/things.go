@@ -48,7 +48,7 @@ func (s *Server) handleThings(w http.ResponseWriter, r *http.Request) error {
 		}
 		return s.thingAccessToken(w, ident, body)
 	case "introspect_token":
-		return s.thingIntrospect(w, body)
+		return s.thingIntrospect(w, ident, body)
 	case "get_user_code":
 		return s.thingUserCode(w, ident, body)
 	case "get_user_token":
@@ -214,12 +214,20 @@ func (s *Server) refresh(token string, requested []string, owns func(grant) bool
 	return s.issue(g, true)
 }
 
-func (s *Server) thingIntrospect(w http.ResponseWriter, body map[string]any) error {
+// thingIntrospect answers introspect_token for the tokens the thing obtained
+// itself, in its own realm: its access and refresh tokens and the user tokens
+// of its device-grant requests. Any other token, even an active one, is
+// reported inactive, as the introspection endpoint does for a client that
+// asks about another client's token; the session is no key to every token.
+func (s *Server) thingIntrospect(w http.ResponseWriter, ident *identity, body map[string]any) error {
 	token, _ := body["token"].(string)
 	if token == "" {
 		return errBadRequest("Missing token")
 	}
 	info, err := s.lookupToken(token)
+	if err == nil && (info.rec.Grant.Realm != ident.Realm || info.rec.Grant.ThingID != ident.ID) {
+		err = errInactive
+	}
 	if errors.Is(err, errInactive) {
 		writeJSON(w, http.StatusOK, map[string]any{"active": false})
 		return nil

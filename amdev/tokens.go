@@ -18,6 +18,11 @@ const (
 	bucketAccess  = "access_tokens"  // opaque access tokens, by hash
 	bucketRefresh = "refresh_tokens" // refresh tokens, by hash
 	bucketRevoked = "revoked"        // "jti:<id>" and "grant:<id>", until the tokens would expire anyway
+	// bucketThingGrants maps the authGrantId of a JWT grant made through a
+	// thing to that thing's id: a JWT names its subject (for a device-grant
+	// token, the user), not the thing that obtained it, and the things
+	// endpoint lets a thing introspect only the tokens it obtained.
+	bucketThingGrants = "thing_grants"
 )
 
 // grant is what a token stands for; refresh tokens and opaque access tokens
@@ -84,6 +89,15 @@ func (s *Server) issue(g grant, withRefresh bool) (tokenResponse, error) {
 		var err error
 		if access, err = s.signAccessToken(rec); err != nil {
 			return tokenResponse{}, err
+		}
+		if g.ThingID != "" {
+			until := exp
+			if withRefresh {
+				until = now.Add(time.Duration(s.settings.OAuth2.RefreshTokenLifetime))
+			}
+			if err := s.db.Put(bucketThingGrants, g.AuthGrantID, g.ThingID, until); err != nil {
+				return tokenResponse{}, err
+			}
 		}
 	}
 	resp := tokenResponse{AccessToken: access, Scope: strings.Join(g.Scopes, " "), TokenType: "Bearer",
@@ -227,6 +241,13 @@ func (s *Server) verifyAccessJWT(token string) (*tokenRecord, error) {
 	}
 	g := grant{Realm: c.Realm, ClientID: c.Aud, Subject: c.Subname, SubjectType: typ, Scopes: c.Scope,
 		GrantType: c.GrantType, AuthGrantID: c.AuthGrantID, AuthTime: c.AuthTime}
+	var thingID string
+	switch err := s.db.Get(bucketThingGrants, c.AuthGrantID, &thingID, s.now()); {
+	case err == nil:
+		g.ThingID = thingID
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, err
+	}
 	for claim := range s.settings.OAuth2.ClaimsFromAttributes {
 		if v, ok := all[claim]; ok {
 			if g.Claims == nil {
