@@ -216,6 +216,9 @@ func (s *Settings) validate() error {
 	if s.OAuth2.AccessTokenLifetime <= 0 || s.OAuth2.RefreshTokenLifetime <= 0 || s.OAuth2.DeviceCodeLifetime <= 0 {
 		return invalid("token and device code lifetimes must be positive", "oauth2")
 	}
+	if s.AssertionMaxLifetime <= 0 {
+		return invalid("assertionMaxLifetime must be positive", "assertionMaxLifetime")
+	}
 	if s.AuthIDLifetime <= 0 || s.SessionLifetime <= 0 {
 		return invalid("authIdLifetime and sessionLifetime must be positive", "authIdLifetime")
 	}

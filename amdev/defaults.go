@@ -105,6 +105,7 @@ func DefaultSettings() Settings {
 		AuthIDLifetime:         Duration(5 * time.Minute),
 		SessionLifetime:        Duration(2 * time.Hour),
 		ClockSkew:              Duration(time.Minute),
+		AssertionMaxLifetime:   Duration(5 * time.Minute),
 	}
 }
 

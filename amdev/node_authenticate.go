@@ -68,7 +68,7 @@ func (s *Server) authenticateThing(st *authState, tree *Tree, raw string) (*auth
 		if nonce, _ := claims["nonce"].(string); st.challenge == "" || nonce != st.challenge {
 			return nil, errLoginFailure().with(fmt.Errorf("authenticate %s: nonce is not the challenge", id))
 		}
-	} else if err := s.rememberJTI(claims); err != nil {
+	} else if err := s.rememberJTI(claims, jws, false); err != nil {
 		return nil, errLoginFailure().with(fmt.Errorf("authenticate %s: %w", id, err))
 	}
 	for name, want := range node.RequiredClaims {
@@ -138,21 +138,44 @@ func numericDate(v any) (time.Time, bool) {
 	return time.Unix(int64(f), 0), true
 }
 
-// rememberJTI refuses a client assertion whose jti was seen before (RFC 7523 §3).
-func (s *Server) rememberJTI(claims map[string]any) error {
+// checkAssertionLifetime bounds how long a client assertion (which carries
+// no challenge) can be used: exp at most AssertionMaxLifetime ahead, and no
+// more than that after iat. AM's SDK makes them for 5 minutes.
+func (s *Server) checkAssertionLifetime(claims map[string]any) error {
+	now := s.now()
+	limit := time.Duration(s.settings.AssertionMaxLifetime)
+	exp, _ := numericDate(claims["exp"]) // checkJWTTimes required it
+	if exp.After(now.Add(limit + time.Duration(s.settings.ClockSkew))) {
+		return fmt.Errorf("exp is more than %v ahead", limit)
+	}
+	if iat, ok := numericDate(claims["iat"]); ok && exp.Sub(iat) > limit {
+		return fmt.Errorf("lifetime exp-iat is more than %v", limit)
+	}
+	return nil
+}
+
+// rememberJTI makes a client assertion single-use (RFC 7523 §3): it is
+// recorded by issuer and jti until it expires, and a second use is refused.
+// requireJTI refuses an assertion without jti; otherwise (the
+// client_assertion callback: AM's SDK sends none) the assertion's signature
+// stands in for it, so the very same assertion still works only once.
+func (s *Server) rememberJTI(claims map[string]any, jws *compactJWS, requireJTI bool) error {
+	if err := s.checkAssertionLifetime(claims); err != nil {
+		return err
+	}
 	jti, _ := claims["jti"].(string)
 	if jti == "" {
-		return nil
+		if requireJTI {
+			return errors.New("no jti")
+		}
+		jti = "sig:" + tokenHash(string(jws.signature))
 	}
+	iss, _ := claims["iss"].(string)
 	exp, _ := numericDate(claims["exp"])
-	key := fmt.Sprintf("%v\x00%s", claims["iss"], jti)
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, seen := s.seenJTIs[key]; seen {
-		return errors.New("jti replayed")
-	}
-	s.seenJTIs[key] = exp.Add(time.Duration(s.settings.ClockSkew))
-	return nil
+	return s.seenJTIs.remember(iss, jti, exp.Add(time.Duration(s.settings.ClockSkew)), now)
 }
 
 // publicJWK is k without private parts and certificates, as stored in thingKeys.

@@ -129,7 +129,8 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request, realm strin
 
 // verifyBearerAssertion checks an RFC 7523 authorization grant made by a
 // thing: iss = sub = thing id, signed by a key of its thingKeys (header kid),
-// audience the realm's OAuth base or token endpoint, not expired, jti unused.
+// audience the realm's OAuth base or token endpoint, not expired, a lifetime
+// within assertionMaxLifetime, and a jti not used before.
 func (s *Server) verifyBearerAssertion(realm, raw string) (*identity, error) {
 	invalid := func(cause error) error {
 		return oauthError(http.StatusBadRequest, "invalid_grant", "JWT is not valid").with(cause)
@@ -173,7 +174,7 @@ func (s *Server) verifyBearerAssertion(realm, raw string) (*identity, error) {
 	if err := s.checkJWTTimes(claims); err != nil {
 		return nil, invalid(err)
 	}
-	if err := s.rememberJTI(claims); err != nil {
+	if err := s.rememberJTI(claims, jws, true); err != nil {
 		return nil, invalid(err)
 	}
 	return ident, nil

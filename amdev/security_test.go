@@ -2,8 +2,11 @@ package amdev
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 )
@@ -56,5 +59,103 @@ func TestThingIntrospectsOnlyItsOwnTokens(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestClientAssertionLifetimeAndReplay: a client assertion lives at most
+// assertionMaxLifetime, is single-use with or without a jti (the
+// client_assertion callback; the jwt-bearer grant requires a jti), and the
+// replay cache holds each entry only until its assertion expires.
+func TestClientAssertionLifetimeAndReplay(t *testing.T) {
+	e := startEnv(t)
+	th := newThing(t, "assertive", jose.ES256)
+	e.registerManually(th, nil)
+	aud := e.srv.Issuer() + "/access_token"
+	now := time.Now()
+	shortcut := func(assertion string) int {
+		t.Helper()
+		status, _ := e.call("POST", e.authURL("auth-tree-client-assertion", "/"), authHeaders(),
+			`{"callbacks":[{"type":"HiddenValueCallback","output":[{"name":"id","value":"client_assertion"}],`+
+				`"input":[{"name":"IDToken1","value":"`+assertion+`"}]}]}`)
+		return status
+	}
+	for _, c := range []struct {
+		name   string
+		claims map[string]any
+		status int
+	}{
+		{"exp a thousand years ahead", map[string]any{"jti": "a", "exp": now.AddDate(1000, 0, 0).Unix()}, 401},
+		{"exp an hour ahead", map[string]any{"jti": "b", "exp": now.Add(time.Hour).Unix()}, 401},
+		{"lifetime over the cap", map[string]any{"jti": "c", "iat": now.Add(-10 * time.Minute).Unix(), "exp": now.Add(time.Minute).Unix()}, 401},
+		{"the SDK's 5 minutes", map[string]any{"jti": "d"}, 200},
+	} {
+		if got := shortcut(th.assertionJWT(t, aud, c.claims)); got != c.status {
+			t.Errorf("%s: %d, want %d", c.name, got, c.status)
+		}
+	}
+	// No jti (AM's SDK sends none): the assertion itself is single-use.
+	noJTI := th.assertionJWT(t, aud, nil)
+	if first, again := shortcut(noJTI), shortcut(noJTI); first != 200 || again != 401 {
+		t.Errorf("assertion without jti: first %d, replay %d; want 200, 401", first, again)
+	}
+	if status := shortcut(th.assertionJWT(t, aud, nil)); status != 200 {
+		t.Errorf("a fresh assertion without jti: %d", status)
+	}
+	// The jwt-bearer grant requires a jti and caps the lifetime too.
+	iot := basic(DefaultClientID, DefaultClientSecret)
+	for _, c := range []struct {
+		name   string
+		claims map[string]any
+		status int
+	}{
+		{"no jti", nil, 400},
+		{"exp a thousand years ahead", map[string]any{"jti": "g1", "exp": now.AddDate(1000, 0, 0).Unix()}, 400},
+		{"jti and 5 minutes", map[string]any{"jti": "g2"}, 200},
+	} {
+		status, body := e.form("/oauth2/access_token", iot, url.Values{"grant_type": {grantJWTBearer},
+			"assertion": {th.assertionJWT(t, aud, c.claims)}, "scope": {"publish"}})
+		if status != c.status {
+			t.Errorf("jwt-bearer %s: %d %v, want %d", c.name, status, body, c.status)
+		}
+	}
+	// Entries leave the cache when their assertions expire.
+	e.clock.Advance(7 * time.Minute)
+	e.srv.sweep()
+	e.srv.mu.Lock()
+	left := len(e.srv.seenJTIs.entries)
+	e.srv.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d replay entries left after every assertion expired", left)
+	}
+}
+
+// TestReplayCacheBounds: the cache is bounded in total and per issuer; a
+// full share refuses new assertions of that issuer only, never forgets an
+// unexpired one, and frees up as assertions expire.
+func TestReplayCacheBounds(t *testing.T) {
+	c := newReplayCache(5, 3)
+	now := time.Now()
+	exp := now.Add(5 * time.Minute)
+	for i := range 3 {
+		if err := c.remember("flood", fmt.Sprint(i), exp, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.remember("flood", "3", exp, now); err == nil {
+		t.Fatal("issuer over its share accepted")
+	}
+	if err := c.remember("other", "x", exp, now); err != nil {
+		t.Fatalf("another issuer refused while one floods: %v", err)
+	}
+	if err := c.remember("other", "x", exp, now); !errors.Is(err, errReplayed) {
+		t.Fatalf("replay: %v", err)
+	}
+	_ = c.remember("third", "y", exp, now)
+	if err := c.remember("fourth", "z", exp, now); err == nil || len(c.entries) != 5 {
+		t.Fatalf("cache over its bound: %v, %d entries", err, len(c.entries))
+	}
+	later := exp.Add(time.Second)
+	if err := c.remember("flood", "3", later.Add(5*time.Minute), later); err != nil || len(c.entries) != 1 {
+		t.Fatalf("after expiry: %v, %d entries", err, len(c.entries))
 	}
 }

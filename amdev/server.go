@@ -36,7 +36,7 @@ type Server struct {
 	sessions    map[string]*session
 	deviceCodes map[string]*deviceCode // by device_code
 	userCodes   map[string]string      // user_code → device_code
-	seenJTIs    map[string]time.Time   // replay cache of client assertions, until their exp
+	seenJTIs    *replayCache           // client assertions used, until their exp
 
 	listener net.Listener
 	http     *http.Server
@@ -63,7 +63,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		sessions:    map[string]*session{},
 		deviceCodes: map[string]*deviceCode{},
 		userCodes:   map[string]string{},
-		seenJTIs:    map[string]time.Time{},
+		seenJTIs:    newReplayCache(maxSeenAssertions, maxSeenAssertionsPerIssuer),
 		stop:        make(chan struct{}),
 	}
 	if s.log == nil {
@@ -247,11 +247,7 @@ func (s *Server) sweep() {
 			delete(s.userCodes, d.userCode)
 		}
 	}
-	for k, exp := range s.seenJTIs {
-		if now.After(exp) {
-			delete(s.seenJTIs, k)
-		}
-	}
+	s.seenJTIs.sweep(now)
 	s.mu.Unlock()
 	if n, err := s.db.Sweep(now); err != nil {
 		s.log.Warn("sweep store", "err", err)

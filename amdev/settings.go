@@ -51,6 +51,11 @@ type Settings struct {
 	SessionLifetime Duration `yaml:"sessionLifetime"`
 	// ClockSkew is the tolerance applied to exp/iat of thing-made JWTs.
 	ClockSkew Duration `yaml:"clockSkew"`
+	// AssertionMaxLifetime bounds a client assertion (client_assertion
+	// callback, jwt-bearer grant): its exp may be at most this far ahead and
+	// this long after its iat. Assertions carry no challenge, so only their
+	// lifetime and the replay cache keep a captured one from working again.
+	AssertionMaxLifetime Duration `yaml:"assertionMaxLifetime"`
 }
 
 // Admin is the administrator account.
