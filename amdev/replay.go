@@ -22,7 +22,7 @@ const (
 type replayCache struct {
 	max, perIssuer int
 	entries        map[string]seenAssertion
-	byIssuer map[string]int
+	byIssuer       map[string]int
 }
 
 type seenAssertion struct {

@@ -115,7 +115,7 @@ func TestClientAssertionLifetimeAndReplay(t *testing.T) {
 		status, body := e.form("/oauth2/access_token", iot, url.Values{"grant_type": {grantJWTBearer},
 			"assertion": {th.assertionJWT(t, aud, c.claims)}, "scope": {"publish"}})
 		if status != c.status {
-			t.Errorf("jwt-bearer %s: %d %v, want %d", c.name, status, body, c.status)
+			t.Errorf("jwt-bearer %s: %d (error %v), want %d", c.name, status, body["error"], c.status)
 		}
 	}
 	// Entries leave the cache when their assertions expire.
