@@ -31,6 +31,7 @@ const (
 // flow is at and the challenge it issued. The authId itself is a random,
 // single-use handle, so it cannot be forged or replayed.
 type authState struct {
+	source    string // peer address, for its share of pending authIds
 	tree      string
 	realm     string
 	stage     authStage
@@ -143,6 +144,7 @@ func (s *Server) handleAuthenticate(w http.ResponseWriter, r *http.Request, real
 	} else {
 		st = &authState{tree: treeName, realm: realm, stage: firstStage(tree)}
 	}
+	st.source = sourceAddr(r)
 	return s.step(w, st, tree, ans, req.AuthID == "")
 }
 
@@ -160,8 +162,7 @@ func firstStage(t *Tree) authStage {
 // takeAuthState removes and returns the state of an authId: each authId is good for one round.
 func (s *Server) takeAuthState(id string) (*authState, error) {
 	s.mu.Lock()
-	st := s.authStates[id]
-	delete(s.authStates, id)
+	st := s.authStates.take(id)
 	s.mu.Unlock()
 	if st == nil {
 		return nil, errLoginFailure()
@@ -277,31 +278,16 @@ func credentialCallbacks() []callback {
 	}
 }
 
-// maxPendingAuth bounds the authIds held in memory, so a flood of opening
-// requests cannot exhaust it.
-const maxPendingAuth = 100_000
-
 // challenge stores the state under a fresh authId and answers the callbacks.
+// The pending authIds are bounded (maxPendingAuth, maxPendingAuthPerSource):
+// beyond, the oldest is evicted, so no flood can refuse new flows.
 func (s *Server) challenge(w http.ResponseWriter, st *authState, cbs []callback) error {
 	now := s.now()
 	st.expires = now.Add(time.Duration(s.settings.AuthIDLifetime))
 	id := randomToken(48)
 	s.mu.Lock()
-	if len(s.authStates) >= maxPendingAuth {
-		for k, a := range s.authStates {
-			if !now.Before(a.expires) {
-				delete(s.authStates, k)
-			}
-		}
-	}
-	full := len(s.authStates) >= maxPendingAuth
-	if !full {
-		s.authStates[id] = st
-	}
+	s.authStates.add(id, st.source, st, now)
 	s.mu.Unlock()
-	if full {
-		return errorf(http.StatusServiceUnavailable, "Too many authentications in progress")
-	}
 	writeJSON(w, http.StatusOK, map[string]any{"authId": id, "callbacks": cbs, "template": "", "stage": "",
 		"header": "", "infoText": ""})
 	return nil

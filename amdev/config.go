@@ -216,6 +216,9 @@ func (s *Settings) validate() error {
 	if s.OAuth2.AccessTokenLifetime <= 0 || s.OAuth2.RefreshTokenLifetime <= 0 || s.OAuth2.DeviceCodeLifetime <= 0 {
 		return invalid("token and device code lifetimes must be positive", "oauth2")
 	}
+	if s.MaxPendingAuth <= 0 || s.MaxPendingAuthPerSource <= 0 || s.MaxPendingAuthPerSource > s.MaxPendingAuth {
+		return invalid("maxPendingAuth and maxPendingAuthPerSource must be positive, the share at most the total", "maxPendingAuthPerSource")
+	}
 	if s.AssertionMaxLifetime <= 0 {
 		return invalid("assertionMaxLifetime must be positive", "assertionMaxLifetime")
 	}

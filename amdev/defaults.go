@@ -99,13 +99,15 @@ func DefaultSettings() Settings {
 		SoftwarePublishers: Named[SoftwarePublisher]{
 			"iot-software-publisher": {Issuer: "https://soft-pub.example.com", JWKS: softwarePublisherJWKS},
 		},
-		CertificateAuthorities: []string{builtinES256Test},
-		Trees:                  defaultTrees(),
-		DefaultTree:            "ldapService",
-		AuthIDLifetime:         Duration(5 * time.Minute),
-		SessionLifetime:        Duration(2 * time.Hour),
-		ClockSkew:              Duration(time.Minute),
-		AssertionMaxLifetime:   Duration(5 * time.Minute),
+		CertificateAuthorities:  []string{builtinES256Test},
+		Trees:                   defaultTrees(),
+		DefaultTree:             "ldapService",
+		AuthIDLifetime:          Duration(5 * time.Minute),
+		MaxPendingAuth:          100_000,
+		MaxPendingAuthPerSource: 1_000,
+		SessionLifetime:         Duration(2 * time.Hour),
+		ClockSkew:               Duration(time.Minute),
+		AssertionMaxLifetime:    Duration(5 * time.Minute),
 	}
 }
 

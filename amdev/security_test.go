@@ -2,9 +2,13 @@ package amdev
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,5 +161,78 @@ func TestReplayCacheBounds(t *testing.T) {
 	later := exp.Add(time.Second)
 	if err := c.remember("flood", "3", later.Add(5*time.Minute), later); err != nil || len(c.entries) != 1 {
 		t.Fatalf("after expiry: %v, %d entries", err, len(c.entries))
+	}
+}
+
+// clientFrom is an HTTP client whose connections come from the loopback
+// address ip (Linux routes all of 127/8 to the loopback interface).
+func clientFrom(t *testing.T, ip string) *http.Client {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
+}
+
+// postFrom posts an authenticate body from client c and decodes the answer.
+func postFrom(t *testing.T, c *http.Client, target, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest("POST", target, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range authHeaders() {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m
+}
+
+// TestPendingAuthFloodLocksNobodyOut: opening requests beyond the bound of
+// pending authIds evict the oldest (the flooding source's own first) instead
+// of answering 503, so a flow in progress from another address completes and
+// new flows start, during and after floods from one and from many addresses.
+func TestPendingAuthFloodLocksNobodyOut(t *testing.T) {
+	e := startEnv(t, func(s *Settings) { s.MaxPendingAuth, s.MaxPendingAuthPerSource = 20, 5 })
+	th := newThing(t, "patient", jose.ES256)
+	e.registerManually(th, nil)
+	target := e.authURL("auth-tree", "/")
+	victim := clientFrom(t, "127.0.0.2")
+	status, started := postFrom(t, victim, target, "{}")
+	if status != 200 {
+		t.Fatalf("open: %d %v", status, started)
+	}
+	flood := func(ip string, n int) {
+		c := clientFrom(t, ip)
+		for i := range n {
+			if status, body := postFrom(t, c, target, "{}"); status != 200 {
+				t.Fatalf("flood from %s, request %d: %d %v", ip, i, status, body)
+			}
+		}
+	}
+	flood("127.0.0.1", 100)
+	status, body := postFrom(t, victim, target, answer(t, started, popFill(t, th, "/")))
+	if status != 200 || body["tokenId"] == nil {
+		t.Fatalf("flow in progress during a one-address flood: %d %v", status, body)
+	}
+	for i := 3; i <= 10; i++ {
+		flood(fmt.Sprintf("127.0.0.%d", i), 10)
+	}
+	e.srv.mu.Lock()
+	held := e.srv.authStates.len()
+	e.srv.mu.Unlock()
+	if held > 20 {
+		t.Fatalf("%d pending authIds, bound 20", held)
+	}
+	status, reply := postFrom(t, victim, target, "{}")
+	if status != 200 {
+		t.Fatalf("new flow after a many-address flood: %d %v", status, reply)
+	}
+	if status, body := postFrom(t, victim, target, answer(t, reply, popFill(t, th, "/"))); status != 200 || body["tokenId"] == nil {
+		t.Fatalf("login after the floods: %d %v", status, body)
 	}
 }

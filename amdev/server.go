@@ -32,7 +32,7 @@ type Server struct {
 	publishers map[string]*jose.JSONWebKeySet // by issuer
 
 	mu          sync.Mutex
-	authStates  map[string]*authState
+	authStates  *pendingAuths
 	sessions    map[string]*session
 	deviceCodes map[string]*deviceCode // by device_code
 	userCodes   map[string]string      // user_code → device_code
@@ -59,7 +59,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		log:         cfg.Logger,
 		now:         cfg.Now,
 		publishers:  map[string]*jose.JSONWebKeySet{},
-		authStates:  map[string]*authState{},
+		authStates:  newPendingAuths(settings.MaxPendingAuth, settings.MaxPendingAuthPerSource),
 		sessions:    map[string]*session{},
 		deviceCodes: map[string]*deviceCode{},
 		userCodes:   map[string]string{},
@@ -231,11 +231,7 @@ func (s *Server) janitor() {
 func (s *Server) sweep() {
 	now := s.now()
 	s.mu.Lock()
-	for k, a := range s.authStates {
-		if !now.Before(a.expires) {
-			delete(s.authStates, k)
-		}
-	}
+	s.authStates.expire(now)
 	for k, ss := range s.sessions {
 		if !now.Before(ss.expires) {
 			delete(s.sessions, k)

@@ -47,6 +47,12 @@ type Settings struct {
 	DefaultTree string `yaml:"defaultTree"`
 	// AuthIDLifetime bounds one tree round: authIds and challenges expire after it.
 	AuthIDLifetime Duration `yaml:"authIdLifetime"`
+	// MaxPendingAuth bounds the authIds of tree flows in progress; beyond it
+	// the oldest is evicted (its flow must start again), never a new one refused.
+	MaxPendingAuth int `yaml:"maxPendingAuth"`
+	// MaxPendingAuthPerSource is one source address's share of MaxPendingAuth:
+	// beyond it that source's own oldest authId is evicted.
+	MaxPendingAuthPerSource int `yaml:"maxPendingAuthPerSource"`
 	// SessionLifetime is the maximum lifetime of an SSO session.
 	SessionLifetime Duration `yaml:"sessionLifetime"`
 	// ClockSkew is the tolerance applied to exp/iat of thing-made JWTs.
