@@ -252,7 +252,15 @@ func (s *Settings) validate() error {
 			return invalid(fmt.Sprintf("realm %s is not configured", quote(u.Realm)), "users", id, "realm")
 		}
 	}
+	for id := range s.Users {
+		if err := s.reservedName(id); err != nil {
+			return invalid(err.Error(), "users", id)
+		}
+	}
 	for id, t := range s.Things {
+		if err := s.reservedName(id); err != nil {
+			return invalid(err.Error(), "things", id)
+		}
 		if !s.hasRealm(t.Realm) {
 			return invalid(fmt.Sprintf("realm %s is not configured", quote(t.Realm)), "things", id, "realm")
 		}
@@ -313,6 +321,11 @@ func (t *Tree) validate() error {
 		if r.NameValidationRegex != "" {
 			if _, err := regexp.Compile(r.NameValidationRegex); err != nil {
 				return fmt.Errorf("register.nameValidationRegex: %w", err)
+			}
+		}
+		if r.NamePattern != "" {
+			if _, err := regexp.Compile(`^(?:` + r.NamePattern + `)$`); err != nil {
+				return fmt.Errorf("register.namePattern: %w", err)
 			}
 		}
 	}

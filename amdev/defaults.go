@@ -27,6 +27,11 @@ const (
 	DemoThingID = "demo-thermostat"
 	// DemoUserID is the human user that approves device-grant requests.
 	DemoUserID = "bjensen"
+	// defaultNamePattern is the name rule of the default trees without a trust
+	// anchor: a letter or digit, then up to 63 letters, digits, '.', '_' or
+	// '-' — nothing an MQTT topic level, a compound subject "(usr!x)" or a
+	// URL path treats specially.
+	defaultNamePattern = `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`
 	// builtinES256Test names the embedded es256test CA in CertificateAuthorities.
 	builtinES256Test = "builtin:es256test"
 )
@@ -58,8 +63,9 @@ func DefaultSettings() Settings {
 		Users:        Named[User]{DemoUserID: {Realm: "/", Password: DefaultUserPassword}},
 		Things:       Named[Thing]{DemoThingID: {Realm: "/", ThingType: "device"}},
 		IoT: IoTService{
-			OAuthClientName:    DefaultClientID,
-			AttributeAllowlist: []string{"thingConfig", "thingType", "thingProperties", "thingKeys"},
+			OAuthClientName:      DefaultClientID,
+			AttributeAllowlist:   []string{"thingConfig", "thingType", "thingProperties", "thingKeys"},
+			RestrictedThingTypes: []string{"gateway"},
 		},
 		OAuth2: OAuth2Provider{
 			AccessTokenLifetime:  Duration(time.Hour),
@@ -119,7 +125,11 @@ func defaultTrees() Named[Tree] {
 		return &AuthenticateNode{Method: MethodClientAssertion, AdditionalAudienceValues: aud}
 	}
 	reg := func(method string) *RegisterNode {
-		return &RegisterNode{Method: method, CreateIdentity: true}
+		r := &RegisterNode{Method: method, CreateIdentity: true}
+		if method == MethodPoPWithoutTrust {
+			r.NamePattern = defaultNamePattern
+		}
+		return r
 	}
 	swOnly := func() *RegisterNode {
 		r := reg(MethodSoftwareStatementOnly)

@@ -50,6 +50,12 @@ func (id *identity) setAttr(name, value string) {
 	id.Attributes[name] = []string{value}
 }
 
+// isThing reports whether the identity is a thing (it has IoT attributes)
+// rather than a human user.
+func (id *identity) isThing() bool {
+	return id.attr("thingType") != "" || id.attr("thingKeys") != ""
+}
+
 // keys parses the identity's thingKeys; an identity without keys has an empty set.
 func (id *identity) keys() (*jose.JSONWebKeySet, error) {
 	raw := id.attr("thingKeys")

@@ -8,7 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -49,11 +52,20 @@ func (s *Server) registerThing(st *authState, tree *Tree, regJWT, stmt string) (
 			return nil, errLoginFailure().with(fmt.Errorf("register %s: name refused by nameValidationRegex", id))
 		}
 	}
+	if node.NamePattern != "" {
+		if re, err := regexp.Compile(`^(?:` + node.NamePattern + `)$`); err != nil || !re.MatchString(id) {
+			return nil, errorf(http.StatusUnauthorized, "Login failure: thing name does not match the tree's namePattern %s", quote(node.NamePattern)).
+				with(fmt.Errorf("register %s: name refused by namePattern", id))
+		}
+	}
+	if err := s.settings.reservedName(id); err != nil {
+		return nil, errorf(http.StatusUnauthorized, "Login failure: %v", err).with(fmt.Errorf("register %s: %w", id, err))
+	}
 	thingKeys, err := json.Marshal(jose.JSONWebKeySet{Keys: keySet})
 	if err != nil {
 		return nil, fmt.Errorf("register %s: encode keys: %w", id, err)
 	}
-	if err := s.storeRegistration(st.realm, id, node, string(thingKeys), keySet, claims); err != nil {
+	if err := s.storeRegistration(st.realm, id, node, string(thingKeys), keySet, claims, node.Method != MethodPoPWithoutTrust); err != nil {
 		return nil, err
 	}
 	return &authResult{id: id, key: &key}, nil
@@ -225,8 +237,11 @@ func (s *Server) verifySoftwareStatement(raw string) (map[string]any, *jose.JSON
 }
 
 // storeRegistration creates the identity, or updates an existing one as the
-// node's allowKeyRotation and allowAttributeOverwrite permit.
-func (s *Server) storeRegistration(realm, id string, node *RegisterNode, thingKeys string, keys []jose.JSONWebKey, claims map[string]any) error {
+// node's allowKeyRotation and allowAttributeOverwrite permit. An identity of
+// that name that is not a thing (a user) is never taken over. trusted says
+// the registration is vouched for (certificate or software statement): only
+// then may its claims set one of the IoT Service's restrictedThingTypes.
+func (s *Server) storeRegistration(realm, id string, node *RegisterNode, thingKeys string, keys []jose.JSONWebKey, claims map[string]any, trusted bool) error {
 	ident, err := s.getIdentity(realm, id)
 	switch {
 	case errors.Is(err, errNoIdentity):
@@ -237,6 +252,9 @@ func (s *Server) storeRegistration(realm, id string, node *RegisterNode, thingKe
 		ident.setAttr("thingKeys", thingKeys)
 	case err != nil:
 		return err
+	case !ident.isThing():
+		return errorf(http.StatusUnauthorized, "Login failure: the name is taken by a user").
+			with(fmt.Errorf("register %s: an identity that is not a thing has this name", id))
 	default:
 		existing, err := ident.keys()
 		if err != nil {
@@ -249,8 +267,12 @@ func (s *Server) storeRegistration(realm, id string, node *RegisterNode, thingKe
 			ident.setAttr("thingKeys", thingKeys)
 		}
 	}
+	claimedType := ""
 	set := func(attr, value string) {
 		if value != "" && (ident.attr(attr) == "" || node.AllowAttributeOverwrite) {
+			if attr == "thingType" {
+				claimedType = value
+			}
 			ident.setAttr(attr, value)
 		}
 	}
@@ -269,6 +291,10 @@ func (s *Server) storeRegistration(realm, id string, node *RegisterNode, thingKe
 	}
 	if ident.attr("thingType") == "" {
 		ident.setAttr("thingType", "device")
+	}
+	if !trusted && slices.Contains(s.settings.IoT.RestrictedThingTypes, claimedType) {
+		return errorf(http.StatusUnauthorized, "Login failure: thingType %s needs a trusted registration (certificate, software statement or administrator)", quote(claimedType)).
+			with(fmt.Errorf("register %s: thingType %s claimed without trust", id, claimedType))
 	}
 	return s.putIdentity(ident)
 }
@@ -312,4 +338,21 @@ func newUUID() string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// reservedName refuses a thing name that would share its plain id with a
+// principal of another kind: an OAuth2 client (whose tokens' subject is its
+// client id, in every realm) or the administrator. The broker's policy
+// placeholders use the plain id, so such a thing would be granted what the
+// client is granted on {sub} topics.
+func (s *Settings) reservedName(id string) error {
+	for clientID := range s.Clients {
+		if strings.EqualFold(id, clientID) {
+			return fmt.Errorf("the name %s is taken by an OAuth2 client", quote(id))
+		}
+	}
+	if strings.EqualFold(id, s.Admin.Username) {
+		return fmt.Errorf("the name %s is taken by the administrator", quote(id))
+	}
+	return nil
 }

@@ -236,3 +236,115 @@ func TestPendingAuthFloodLocksNobodyOut(t *testing.T) {
 		t.Fatalf("login after the floods: %d %v", status, body)
 	}
 }
+
+// TestRegistrationNamesOfOtherPrincipals: no registration takes the name of
+// an OAuth2 client (the collision that let a self-made thing pass for the
+// cloud application), of the administrator or of a user, whatever the tree;
+// the trees without a trust anchor also hold names to their namePattern; the
+// administrator's identity REST refuses client names too.
+func TestRegistrationNamesOfOtherPrincipals(t *testing.T) {
+	e := startEnv(t, func(s *Settings) {
+		s.Trees["rotate"] = &Tree{Register: &RegisterNode{Method: MethodPoPWithoutTrust, CreateIdentity: true, AllowKeyRotation: true}}
+	})
+	cert := func(id string) *testThing {
+		th := newThing(t, id, jose.ES256)
+		th.cert = e.ca.issue(t, id, th.key.Public(), time.Now().Add(time.Hour))
+		return th
+	}
+	for _, c := range []struct {
+		name, tree string
+		th         *testThing
+		status     int
+	}{
+		{"client name without trust", "auth-reg-tree-pop", newThing(t, CloudAppClientID, jose.ES256), 401},
+		{"client name, register-only without trust", "reg-tree-pop", newThing(t, BrokerClientID, jose.ES256), 401},
+		{"client name in another case", "JWTRegWithPoP", newThing(t, "Cloud-App", jose.ES256), 401},
+		{"client name with a certificate", "reg-tree", cert(DefaultClientID), 401},
+		{"administrator name", "reg-tree-pop", newThing(t, "amadmin", jose.ES256), 401},
+		{"user name", "reg-tree-pop", newThing(t, DemoUserID, jose.ES256), 401},
+		{"user name where keys may rotate", "rotate", newThing(t, DemoUserID, jose.ES256), 401},
+		{"name outside the pattern", "reg-tree-pop", newThing(t, "things/+/x", jose.ES256), 401},
+		{"compound-looking name", "auth-reg-tree-pop", newThing(t, "(age!cloud-app)", jose.ES256), 401},
+		{"overlong name", "reg-tree-pop", newThing(t, strings.Repeat("x", 65), jose.ES256), 401},
+		{"an ordinary name", "auth-reg-tree-pop", newThing(t, "dynamic-thing", jose.ES256), 200},
+	} {
+		status, body := e.login(c.tree, "/", regFill(t, c.th, "", nil))
+		if status != c.status {
+			t.Errorf("%s: %d %v, want %d", c.name, status, body["message"], c.status)
+		}
+	}
+	// bjensen is still a user with her password, not a thing.
+	if status, _ := e.call("POST", e.srv.URL()+"/json/authenticate", map[string]string{"X-OpenAM-Username": DemoUserID,
+		"X-OpenAM-Password": DefaultUserPassword, "Accept-API-Version": "resource=2.0, protocol=1.0"}, ""); status != 200 {
+		t.Errorf("user login after a registration under her name: %d", status)
+	}
+	// Not through the identity REST either.
+	th := newThing(t, CloudAppClientID, jose.ES256)
+	b, _ := json.Marshal(map[string]any{"thingType": "device", "thingKeys": th.jwks(t)})
+	status, body := e.call("PUT", e.srv.URL()+"/json/realms/root/users/"+CloudAppClientID, map[string]string{
+		"Content-Type": "application/json", "Cookie": "iPlanetDirectoryPro=" + e.adminToken()}, string(b))
+	if status != http.StatusConflict || !strings.Contains(body["message"].(string), "OAuth2 client") {
+		t.Errorf("identity REST under a client name: %d %v", status, body)
+	}
+	// A configuration that seeds one is refused.
+	st := DefaultSettings()
+	st.Things[CloudAppClientID] = &Thing{Realm: "/", ThingType: "device"}
+	if err := st.validate(); err == nil || !strings.Contains(err.Error(), "OAuth2 client") {
+		t.Errorf("seeded thing under a client name: %v", err)
+	}
+}
+
+// TestGatewayTypeNeedsTrust: a registration without a trust anchor cannot
+// make itself a gateway (the default policy grants gateways other things'
+// topics), by the thingType claim or a claim mapped to it; a certificate or
+// a software statement vouches for it, and the realm setting decides.
+func TestGatewayTypeNeedsTrust(t *testing.T) {
+	e := startEnv(t, func(s *Settings) {
+		s.Trees["map-type"] = &Tree{Register: &RegisterNode{Method: MethodPoPWithoutTrust, CreateIdentity: true,
+			ClaimToAttributeMapping: map[string]string{"kind": "thingType"}}}
+	})
+	gw := map[string]any{"thingType": "gateway"}
+	cert := func(id string) *testThing {
+		th := newThing(t, id, jose.ES256)
+		th.cert = e.ca.issue(t, id, th.key.Public(), time.Now().Add(time.Hour))
+		return th
+	}
+	for _, c := range []struct {
+		name, tree string
+		th         *testThing
+		stmt       bool
+		extra      map[string]any
+		status     int
+		wantType   string
+	}{
+		{"gateway without trust", "auth-reg-tree-pop", newThing(t, "gw-rogue", jose.ES256), false, gw, 401, ""},
+		{"gateway without trust, register-only", "reg-tree-pop", newThing(t, "gw-rogue-2", jose.ES256), false, gw, 401, ""},
+		{"gateway through a mapped claim", "map-type", newThing(t, "gw-rogue-3", jose.ES256), false, map[string]any{"thingType": nil, "kind": "gateway"}, 401, ""},
+		{"device without trust", "reg-tree-pop", newThing(t, "plain-device", jose.ES256), false, nil, 200, "device"},
+		{"service without trust", "reg-tree-pop", newThing(t, "plain-service", jose.ES256), false, map[string]any{"thingType": "service"}, 200, "service"},
+		{"gateway with a certificate", "auth-reg-tree", cert("gw-cert"), false, gw, 200, "gateway"},
+		{"gateway with a software statement", "auth-reg-tree-pop-sw-stmt", newThing(t, "gw-stmt", jose.ES256), true, gw, 200, "gateway"},
+	} {
+		stmt := ""
+		if c.stmt {
+			stmt = e.pub.statement(t, c.th)
+		}
+		status, body := e.login(c.tree, "/", regFill(t, c.th, stmt, c.extra))
+		if status != c.status {
+			t.Errorf("%s: %d %v, want %d", c.name, status, body["message"], c.status)
+			continue
+		}
+		ident, err := e.srv.getIdentity("/", c.th.id)
+		switch {
+		case c.wantType == "" && err == nil:
+			t.Errorf("%s: identity created (thingType %s)", c.name, ident.attr("thingType"))
+		case c.wantType != "" && (err != nil || ident.attr("thingType") != c.wantType):
+			t.Errorf("%s: identity %v %v, want thingType %s", c.name, ident, err, c.wantType)
+		}
+	}
+	// A realm that trusts every registration's claim says so.
+	e2 := startEnv(t, func(s *Settings) { s.IoT.RestrictedThingTypes = nil })
+	if status, body := e2.login("reg-tree-pop", "/", regFill(t, newThing(t, "gw-open", jose.ES256), "", gw)); status != 200 {
+		t.Errorf("gateway without trust in a realm without restricted types: %d %v", status, body)
+	}
+}

@@ -92,6 +92,13 @@ type IoTService struct {
 	OAuthClientName       string   `yaml:"oauthClientName"`
 	OAuthSubjectAttribute string   `yaml:"oauthSubjectAttribute"`
 	AttributeAllowlist    []string `yaml:"attributeAllowlist"`
+	// RestrictedThingTypes are the thingType values a dynamic registration
+	// may set only when a trust anchor vouches for it (PoP & certificate, a
+	// software statement); a registration without trust (POP_WITHOUT_TRUST)
+	// that claims one fails. The administrator (identity REST, seeded
+	// things) and a node's defaultAttributeValues may set any. Default
+	// [gateway]: the default policy grants gateways other things' topics.
+	RestrictedThingTypes []string `yaml:"restrictedThingTypes"`
 }
 
 // OAuth2Provider holds the provider settings.
@@ -172,7 +179,13 @@ type RegisterNode struct {
 	ClaimToAttributeMapping map[string]string `yaml:"claimToAttributeMapping"`
 	DefaultAttributeValues  map[string]string `yaml:"defaultAttributeValues"`
 	VerifySubject           bool              `yaml:"verifySubject"`
-	NameValidationRegex     string            `yaml:"nameValidationRegex"`
+	// NameValidationRegex is AM's setting: a requested id it matches is refused.
+	NameValidationRegex string `yaml:"nameValidationRegex"`
+	// NamePattern (amdev's own) is a regular expression the whole requested id
+	// must match. The trees without a trust anchor (POP_WITHOUT_TRUST) have
+	// defaultNamePattern. Whatever the pattern, no registration takes the
+	// name of an OAuth2 client, of the administrator or of a user.
+	NamePattern string `yaml:"namePattern"`
 }
 
 // Duration is a time.Duration written in YAML as "90s", "5m", "1h".

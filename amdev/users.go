@@ -92,6 +92,9 @@ func (s *Server) handleUsers(w http.ResponseWriter, r *http.Request, realm strin
 	if strings.ContainsAny(id, "/\\?#*\x00") || len(id) > 256 {
 		return errBadRequest("Invalid identity id")
 	}
+	if err := s.settings.reservedName(id); err != nil {
+		return errorf(http.StatusConflict, "Invalid identity id: %v", err)
+	}
 	existing, err := s.getIdentity(realm, id)
 	switch {
 	case err == nil && r.Header.Get("If-None-Match") == "*":
