@@ -112,7 +112,7 @@ func (s *Server) handleAuthenticate(w http.ResponseWriter, r *http.Request, real
 		return errBadRequest("Invalid realm")
 	}
 	if user := r.Header.Get("X-OpenAM-Username"); user != "" {
-		return s.headerLogin(w, realm, user, r.Header.Get("X-OpenAM-Password"))
+		return s.headerLogin(w, r, realm, user, r.Header.Get("X-OpenAM-Password"))
 	}
 	var req authRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
@@ -145,7 +145,7 @@ func (s *Server) handleAuthenticate(w http.ResponseWriter, r *http.Request, real
 		st = &authState{tree: treeName, realm: realm, stage: firstStage(tree)}
 	}
 	st.source = sourceAddr(r)
-	return s.step(w, st, tree, ans, req.AuthID == "")
+	return s.step(w, r, st, tree, ans, req.AuthID == "")
 }
 
 func firstStage(t *Tree) authStage {
@@ -174,15 +174,15 @@ func (s *Server) takeAuthState(id string) (*authState, error) {
 }
 
 // step runs one round of the tree at the state's node.
-func (s *Server) step(w http.ResponseWriter, st *authState, tree *Tree, ans answers, first bool) error {
+func (s *Server) step(w http.ResponseWriter, r *http.Request, st *authState, tree *Tree, ans answers, first bool) error {
 	switch st.stage {
 	case stageCredentials:
 		if !ans.hasCreds {
 			return s.challenge(w, st, credentialCallbacks())
 		}
-		id, admin, ok := s.checkUserPassword(st.realm, ans.username, ans.password)
-		if !ok {
-			return errLoginFailure()
+		id, admin, err := s.checkLogin(r, st.realm, ans.username, ans.password)
+		if err != nil {
+			return err
 		}
 		kind := kindUser
 		if admin {
@@ -294,18 +294,17 @@ func (s *Server) challenge(w http.ResponseWriter, st *authState, cbs []callback)
 }
 
 func (s *Server) loginSuccess(w http.ResponseWriter, ss *session) error {
-	http.SetCookie(w, &http.Cookie{Name: s.settings.CookieName, Value: ss.token, Path: "/", HttpOnly: true,
-		SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, s.cookie(s.settings.CookieName, ss.token, http.SameSiteLaxMode))
 	writeJSON(w, http.StatusOK, map[string]any{"tokenId": ss.token, "successUrl": s.basePath + "/console",
 		"realm": ss.realm})
 	return nil
 }
 
 // headerLogin is zero-page login with X-OpenAM-Username/Password (§3.4).
-func (s *Server) headerLogin(w http.ResponseWriter, realm, user, pw string) error {
-	id, admin, ok := s.checkUserPassword(realm, user, pw)
-	if !ok {
-		return errLoginFailure()
+func (s *Server) headerLogin(w http.ResponseWriter, r *http.Request, realm, user, pw string) error {
+	id, admin, err := s.checkLogin(r, realm, user, pw)
+	if err != nil {
+		return err
 	}
 	kind := kindUser
 	if admin {
@@ -319,4 +318,10 @@ type authResult struct {
 	register bool
 	id       string
 	key      *jose.JSONWebKey
+}
+
+// cookie is an HttpOnly cookie for the whole server, Secure when the base
+// URL is https (a browser then never sends it over plain HTTP).
+func (s *Server) cookie(name, value string, sameSite http.SameSite) *http.Cookie {
+	return &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true, Secure: s.secureCookies, SameSite: sameSite}
 }

@@ -219,6 +219,9 @@ func (s *Settings) validate() error {
 	if s.MaxPendingAuth <= 0 || s.MaxPendingAuthPerSource <= 0 || s.MaxPendingAuthPerSource > s.MaxPendingAuth {
 		return invalid("maxPendingAuth and maxPendingAuthPerSource must be positive, the share at most the total", "maxPendingAuthPerSource")
 	}
+	if l := s.LoginThrottle; l.AccountFailures <= 0 || l.SourceFailures <= 0 || l.Duration <= 0 {
+		return invalid("accountFailures, sourceFailures and duration must be positive", "loginThrottle")
+	}
 	if s.AssertionMaxLifetime <= 0 {
 		return invalid("assertionMaxLifetime must be positive", "assertionMaxLifetime")
 	}

@@ -114,6 +114,7 @@ func DefaultSettings() Settings {
 		SessionLifetime:         Duration(2 * time.Hour),
 		ClockSkew:               Duration(time.Minute),
 		AssertionMaxLifetime:    Duration(5 * time.Minute),
+		LoginThrottle:           LoginThrottle{AccountFailures: 5, SourceFailures: 20, Duration: Duration(time.Minute)},
 	}
 }
 

@@ -111,10 +111,20 @@ func (s *Server) handleDeviceUser(w http.ResponseWriter, r *http.Request, realm 
 		return s.renderDevice(w, http.StatusForbidden, page)
 	}
 	page.User, page.CSRF = ss.uid, ss.token
+	acct, src := accountKey(realm, ss.uid), sourceAddr(r)
+	s.mu.Lock()
+	herr := s.userCodeGuard.check(acct, src, s.now())
+	s.mu.Unlock()
+	if herr != nil {
+		w.Header().Set("Retry-After", herr.retryAfter)
+		page.View, page.ErrorCode, page.Message = "code", "too_many_attempts", "Too many wrong codes; try again later."
+		return s.renderDevice(w, http.StatusTooManyRequests, page)
+	}
 	decision := f.Get("decision")
 	if decision != "allow" && decision != "deny" {
 		dc := s.pendingDevice(realm, page.UserCode)
 		if dc == nil {
+			s.wrongUserCode(acct, src)
 			page.View, page.ErrorCode, page.Message = "code", "not_found", "That code is unknown or expired."
 			return s.renderDevice(w, http.StatusOK, page)
 		}
@@ -122,6 +132,7 @@ func (s *Server) handleDeviceUser(w http.ResponseWriter, r *http.Request, realm 
 		return s.renderDevice(w, http.StatusOK, page)
 	}
 	if _, code := s.decideDevice(realm, page.UserCode, ss.uid, decision == "allow"); code != "" {
+		s.wrongUserCode(acct, src)
 		page.View, page.ErrorCode, page.Message = "code", code, "That code is unknown, expired or already used."
 		return s.renderDevice(w, http.StatusOK, page)
 	}
@@ -135,18 +146,26 @@ func (s *Server) deviceLogin(w http.ResponseWriter, r *http.Request, realm strin
 	if err != nil || c.Value == "" || subtle.ConstantTimeCompare([]byte(c.Value), []byte(r.PostForm.Get("login_csrf"))) != 1 {
 		return s.renderLogin(w, page, "The sign-in form expired; please try again.")
 	}
-	id, admin, ok := s.checkUserPassword(realm, r.PostForm.Get("username"), r.PostForm.Get("password"))
-	if !ok {
-		page.ErrorCode = "login_failure"
-		return s.renderLogin(w, page, "Wrong user name or password.")
+	id, admin, err := s.checkLogin(r, realm, r.PostForm.Get("username"), r.PostForm.Get("password"))
+	if err != nil {
+		he, _ := err.(*httpError)
+		if he == nil || he.status == http.StatusUnauthorized && he.retryAfter == "" {
+			page.ErrorCode = "login_failure"
+			return s.renderLogin(w, page, "Wrong user name or password.")
+		}
+		page.ErrorCode = "too_many_attempts"
+		w.Header().Set("Retry-After", he.retryAfter)
+		return s.renderLoginStatus(w, he.status, page, he.message+" Try again later.")
 	}
 	kind := kindUser
 	if admin {
 		kind = kindAdmin
 	}
 	ss := s.newSession(realm, id, kind, false, nil)
-	http.SetCookie(w, &http.Cookie{Name: s.settings.CookieName, Value: ss.token, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	http.SetCookie(w, &http.Cookie{Name: loginCSRFCookie, Value: "", Path: "/", MaxAge: -1})
+	http.SetCookie(w, s.cookie(s.settings.CookieName, ss.token, http.SameSiteLaxMode))
+	gone := s.cookie(loginCSRFCookie, "", http.SameSiteStrictMode)
+	gone.MaxAge = -1
+	http.SetCookie(w, gone)
 	target := page.Action
 	if page.UserCode != "" {
 		sep := "?"
@@ -160,10 +179,14 @@ func (s *Server) deviceLogin(w http.ResponseWriter, r *http.Request, realm strin
 }
 
 func (s *Server) renderLogin(w http.ResponseWriter, page devicePageData, msg string) error {
+	return s.renderLoginStatus(w, http.StatusOK, page, msg)
+}
+
+func (s *Server) renderLoginStatus(w http.ResponseWriter, status int, page devicePageData, msg string) error {
 	token := randomToken(24)
-	http.SetCookie(w, &http.Cookie{Name: loginCSRFCookie, Value: token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, s.cookie(loginCSRFCookie, token, http.SameSiteStrictMode))
 	page.View, page.LoginCSRF, page.Message = "login", token, msg
-	return s.renderDevice(w, http.StatusOK, page)
+	return s.renderDevice(w, status, page)
 }
 
 func (s *Server) renderDevice(w http.ResponseWriter, status int, page devicePageData) error {
@@ -176,4 +199,13 @@ func (s *Server) renderDevice(w http.ResponseWriter, status int, page devicePage
 		s.log.Warn("render device page", "err", err)
 	}
 	return nil
+}
+
+// wrongUserCode counts a user code that named no pending request against the
+// signed-in user and the address: user codes are short, so guessing them must
+// stay slow.
+func (s *Server) wrongUserCode(acct, src string) {
+	s.mu.Lock()
+	s.userCodeGuard.fail(acct, src, s.now())
+	s.mu.Unlock()
 }

@@ -17,6 +17,8 @@ type httpError struct {
 	detail  map[string]any
 	oauth   string // RFC 6749 error code, for /oauth2 endpoints and things actions
 	cause   error  // logged, never sent
+	// retryAfter, when set, is sent as Retry-After (seconds).
+	retryAfter string
 }
 
 func (e *httpError) Error() string {
@@ -75,6 +77,9 @@ func writeError(w http.ResponseWriter, err error) {
 	}
 	if he.status == http.StatusUnauthorized && he.oauth == "invalid_client" {
 		w.Header().Set("WWW-Authenticate", `Basic realm="oauth2"`)
+	}
+	if he.retryAfter != "" {
+		w.Header().Set("Retry-After", he.retryAfter)
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, he.status, body)

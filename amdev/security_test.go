@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -346,5 +347,151 @@ func TestGatewayTypeNeedsTrust(t *testing.T) {
 	e2 := startEnv(t, func(s *Settings) { s.IoT.RestrictedThingTypes = nil })
 	if status, body := e2.login("reg-tree-pop", "/", regFill(t, newThing(t, "gw-open", jose.ES256), "", gw)); status != 200 {
 		t.Errorf("gateway without trust in a realm without restricted types: %d %v", status, body)
+	}
+}
+
+// headerLoginFrom logs in with X-OpenAM headers from client c.
+func headerLoginFrom(t *testing.T, c *http.Client, base, user, pw string) (int, http.Header, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/json/authenticate", nil)
+	req.Header.Set("X-OpenAM-Username", user)
+	req.Header.Set("X-OpenAM-Password", pw)
+	req.Header.Set("Accept-API-Version", "resource=2.0, protocol=1.0")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, resp.Header, m
+}
+
+// TestPasswordGuessesAreThrottled: failed logins lock the account (401
+// "Your account has been locked.", as AM's memory lockout) and, across
+// accounts, the source address (429), both with Retry-After and both
+// refusing even the right password until the lock ends; the username and
+// password tree shares the count; other accounts and addresses are unaffected.
+func TestPasswordGuessesAreThrottled(t *testing.T) {
+	e := startEnv(t, func(s *Settings) {
+		s.LoginThrottle = LoginThrottle{AccountFailures: 3, SourceFailures: 5, Duration: Duration(time.Minute)}
+	})
+	base := e.srv.URL()
+	a, b := clientFrom(t, "127.0.0.1"), clientFrom(t, "127.0.0.2")
+	for i := range 3 {
+		if status, _, _ := headerLoginFrom(t, a, base, DemoUserID, "guess"+fmt.Sprint(i)); status != 401 {
+			t.Fatalf("wrong password %d: %d", i, status)
+		}
+	}
+	status, hdr, body := headerLoginFrom(t, b, base, DemoUserID, DefaultUserPassword)
+	if status != 401 || body["message"] != "Your account has been locked." || hdr.Get("Retry-After") == "" {
+		t.Fatalf("locked account, right password from another address: %d %v %q", status, body["message"], hdr.Get("Retry-After"))
+	}
+	if status, body := e.login("ldapService", "/", func(id, _ string) (string, bool) {
+		return map[string]string{"User Name": DemoUserID, "Password": DefaultUserPassword}[id], true
+	}); status != 401 || body["message"] != "Your account has been locked." {
+		t.Fatalf("locked account through the tree: %d %v", status, body)
+	}
+	if status, _, _ := headerLoginFrom(t, a, base, "amAdmin", DefaultAdminPassword); status != 200 {
+		t.Fatalf("another account: %d", status)
+	}
+	// Two more failures on other names fill the address's share.
+	for _, u := range []string{"nobody", "amAdmin"} {
+		headerLoginFrom(t, a, base, u, "wrong")
+	}
+	status, hdr, body = headerLoginFrom(t, a, base, "amAdmin", DefaultAdminPassword)
+	if status != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" {
+		t.Fatalf("locked address: %d %v", status, body)
+	}
+	if status, _, _ := headerLoginFrom(t, b, base, "amAdmin", DefaultAdminPassword); status != 200 {
+		t.Fatalf("another address: %d", status)
+	}
+	e.clock.Advance(61 * time.Second)
+	if status, _, _ := headerLoginFrom(t, a, base, DemoUserID, DefaultUserPassword); status != 200 {
+		t.Fatalf("after the lock: %d", status)
+	}
+}
+
+// TestUserCodeGuessesAreThrottled: a signed-in user who enters wrong user
+// codes is stopped (429, Retry-After) before the codes can be enumerated,
+// even for a right code, until the lock ends.
+func TestUserCodeGuessesAreThrottled(t *testing.T) {
+	e := startEnv(t, func(s *Settings) {
+		s.LoginThrottle = LoginThrottle{AccountFailures: 3, SourceFailures: 10, Duration: Duration(time.Minute)}
+	})
+	th := newThing(t, "waiting", jose.ES256)
+	p := loggedIn(t, e, th, "auth-tree", nil)
+	_, dc := p.do("POST", userCodePath, map[string]any{}, true)
+	verify := dc["verification_uri"].(string)
+	c := newJarClient(t)
+	_, page := get(t, c, verify)
+	_, page = postForm(t, c, verify, url.Values{"username": {DemoUserID}, "password": {DefaultUserPassword},
+		"login_csrf": {fields(page)["login_csrf"]}})
+	csrf := fields(page)["csrf"]
+	if csrf == "" {
+		t.Fatalf("sign-in: %s", page)
+	}
+	for i := range 3 {
+		if status, page := postForm(t, c, verify, url.Values{"user_code": {fmt.Sprintf("WRONG%03d", i)}, "csrf": {csrf}}); status != 200 || !strings.Contains(page, `errorCode: "not_found"`) {
+			t.Fatalf("wrong code %d: %d %s", i, status, page)
+		}
+	}
+	status, page := postForm(t, c, verify, url.Values{"user_code": {dc["user_code"].(string)}, "csrf": {csrf}})
+	if status != http.StatusTooManyRequests || !strings.Contains(page, `errorCode: "too_many_attempts"`) || strings.Contains(page, `value="allow"`) {
+		t.Fatalf("right code after wrong ones: %d %s", status, page)
+	}
+	e.clock.Advance(61 * time.Second)
+	if status, page := postForm(t, c, verify, url.Values{"user_code": {dc["user_code"].(string)}, "csrf": {csrf}}); status != 200 || !strings.Contains(page, `value="allow"`) {
+		t.Fatalf("after the lock: %d %s", status, page)
+	}
+}
+
+// TestCookiesSecureWithHTTPSBaseURL: with an https base URL every cookie
+// amdev sets is Secure; with http none is (a browser would drop them).
+func TestCookiesSecureWithHTTPSBaseURL(t *testing.T) {
+	for _, scheme := range []string{"https", "http"} {
+		t.Run(scheme, func(t *testing.T) {
+			e := startEnv(t)
+			st := e.srv.Settings()
+			dir := t.TempDir()
+			srv, err := Start(context.Background(), Config{Listen: "127.0.0.1:0", BaseURL: scheme + "://am.example.test/am",
+				DataDir: dir, Settings: &st, Logger: discard()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = srv.Close() })
+			local := "http://" + srv.Addr() + "/am"
+			noRedirect := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			var cookies []*http.Cookie
+			_, hdr, _ := headerLoginFrom(t, noRedirect, local, DemoUserID, DefaultUserPassword)
+			cookies = append(cookies, (&http.Response{Header: hdr}).Cookies()...)
+			resp, err := noRedirect.Get(local + "/oauth2/device/user")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			cookies = append(cookies, resp.Cookies()...)
+			form := url.Values{"username": {DemoUserID}, "password": {DefaultUserPassword}, "login_csrf": {fields(string(body))["login_csrf"]}}
+			req, _ := http.NewRequest("POST", local+"/oauth2/device/user", strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			for _, c := range resp.Cookies() {
+				req.AddCookie(c)
+			}
+			resp, err = noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			cookies = append(cookies, resp.Cookies()...)
+			if len(cookies) < 4 {
+				t.Fatalf("%d cookies set", len(cookies))
+			}
+			for _, c := range cookies {
+				if c.Secure != (scheme == "https") || !c.HttpOnly {
+					t.Errorf("cookie %s: Secure %v HttpOnly %v with an %s base URL", c.Name, c.Secure, c.HttpOnly, scheme)
+				}
+			}
+		})
 	}
 }

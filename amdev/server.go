@@ -37,6 +37,9 @@ type Server struct {
 	deviceCodes map[string]*deviceCode // by device_code
 	userCodes   map[string]string      // user_code → device_code
 	seenJTIs    *replayCache           // client assertions used, until their exp
+	// passwordGuard and userCodeGuard throttle password and user-code guesses.
+	passwordGuard, userCodeGuard *guessGuard
+	secureCookies                bool // the base URL is https
 
 	listener net.Listener
 	http     *http.Server
@@ -54,17 +57,19 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		settings:    settings,
-		realms:      map[string]bool{"/": true},
-		log:         cfg.Logger,
-		now:         cfg.Now,
-		publishers:  map[string]*jose.JSONWebKeySet{},
-		authStates:  newPendingAuths(settings.MaxPendingAuth, settings.MaxPendingAuthPerSource),
-		sessions:    map[string]*session{},
-		deviceCodes: map[string]*deviceCode{},
-		userCodes:   map[string]string{},
-		seenJTIs:    newReplayCache(maxSeenAssertions, maxSeenAssertionsPerIssuer),
-		stop:        make(chan struct{}),
+		settings:      settings,
+		realms:        map[string]bool{"/": true},
+		log:           cfg.Logger,
+		now:           cfg.Now,
+		publishers:    map[string]*jose.JSONWebKeySet{},
+		authStates:    newPendingAuths(settings.MaxPendingAuth, settings.MaxPendingAuthPerSource),
+		sessions:      map[string]*session{},
+		deviceCodes:   map[string]*deviceCode{},
+		userCodes:     map[string]string{},
+		seenJTIs:      newReplayCache(maxSeenAssertions, maxSeenAssertionsPerIssuer),
+		passwordGuard: newGuessGuard(settings.LoginThrottle),
+		userCodeGuard: newGuessGuard(settings.LoginThrottle),
+		stop:          make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -135,6 +140,7 @@ func (s *Server) init(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("amdev: base URL %q: want http(s)://host[:port][/path]", base)
 	}
 	s.baseURL = strings.TrimSuffix(base, "/")
+	s.secureCookies = u.Scheme == "https"
 	s.basePath = strings.TrimSuffix(u.Path, "/")
 	s.http = &http.Server{
 		Handler:           s.recoverer(http.HandlerFunc(s.route)),

@@ -57,11 +57,25 @@ type Settings struct {
 	SessionLifetime Duration `yaml:"sessionLifetime"`
 	// ClockSkew is the tolerance applied to exp/iat of thing-made JWTs.
 	ClockSkew Duration `yaml:"clockSkew"`
+	// LoginThrottle limits password and device user-code guesses.
+	LoginThrottle LoginThrottle `yaml:"loginThrottle"`
 	// AssertionMaxLifetime bounds a client assertion (client_assertion
 	// callback, jwt-bearer grant): its exp may be at most this far ahead and
 	// this long after its iat. Assertions carry no challenge, so only their
 	// lifetime and the replay cache keep a captured one from working again.
 	AssertionMaxLifetime Duration `yaml:"assertionMaxLifetime"`
+}
+
+// LoginThrottle limits guesses: AccountFailures failed password logins of
+// one account (or user-code entries of one signed-in user), or
+// SourceFailures of any accounts from one address, within Duration lock that
+// account or address for Duration. A locked account answers 401 "Your account
+// has been locked." (AM's memory lockout), a locked address 429; both carry
+// Retry-After, and neither looks at the guess.
+type LoginThrottle struct {
+	AccountFailures int      `yaml:"accountFailures"`
+	SourceFailures  int      `yaml:"sourceFailures"`
+	Duration        Duration `yaml:"duration"`
 }
 
 // Admin is the administrator account.
