@@ -2,6 +2,7 @@ package amdev
 
 import (
 	_ "embed"
+	"slices"
 	"time"
 )
 
@@ -177,4 +178,34 @@ func defaultTrees() Named[Tree] {
 		"JWTRegWithSoftState":                                         {Register: swOnly()},
 		"AnvilUserPwd":                                                {UsernamePassword: true},
 	}
+}
+
+// DocumentedSecrets names the accounts of s whose password or client secret
+// is still one of the documented development defaults above ("admin amAdmin",
+// "user bjensen", "client cloud-app", …), sorted. Anyone who has read the
+// docs can log in as them, so such settings are for this machine only.
+func (s *Settings) DocumentedSecrets() []string {
+	documented := []string{DefaultAdminPassword, DefaultUserPassword, DefaultClientSecret, CustomThingClientSecret,
+		CloudAppClientSecret, BrokerClientSecret}
+	var out []string
+	if slices.Contains(documented, s.Admin.Password) {
+		out = append(out, "admin "+s.Admin.Username)
+	}
+	for id, u := range s.Users {
+		if slices.Contains(documented, u.Password) {
+			out = append(out, "user "+id)
+		}
+	}
+	for id, t := range s.Things {
+		if t.Password != "" && slices.Contains(documented, t.Password) {
+			out = append(out, "thing "+id)
+		}
+	}
+	for id, c := range s.Clients {
+		if slices.Contains(documented, c.Secret) {
+			out = append(out, "client "+id)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

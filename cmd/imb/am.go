@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,6 +33,7 @@ func runAMContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	inMemory := fs.Bool("in-memory", false, "keep nothing: use a temporary store removed on exit")
 	configFile := fs.String("config", "", "YAML file overriding the default AM configuration")
 	verbose := fs.Bool("v", false, "log requests refused and other debug detail")
+	insecureDefaults := fs.Bool("insecure-defaults", false, "listen on a non-loopback address although accounts keep their documented development passwords and secrets")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: imb am [flags]")
 		fmt.Fprintln(stderr, "\nRuns amdev, an AM-compatible development identity server (see docs/amdev.md).")
@@ -46,6 +48,23 @@ func runAMContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "imb am: unexpected argument %q\n", fs.Arg(0))
 		return 2
+	}
+	if !loopback(*listen) && !*insecureDefaults {
+		settings := amdev.DefaultSettings()
+		if *configFile != "" {
+			var err error
+			if settings, err = amdev.LoadSettings(*configFile); err != nil {
+				fmt.Fprintf(stderr, "imb am: %v\n", err)
+				return 2
+			}
+		}
+		if weak := settings.DocumentedSecrets(); len(weak) > 0 {
+			fmt.Fprintf(stderr, "imb am: refusing to listen on %s, which is not a loopback address: %s still have the documented "+
+				"development passwords or secrets, so anyone who can reach it can log in as them. Set your own in a --config file "+
+				"(docs/amdev.md), listen on 127.0.0.1, or pass --insecure-defaults to accept the risk.\n",
+				*listen, strings.Join(weak, ", "))
+			return 2
+		}
 	}
 	level := slog.LevelInfo
 	if *verbose {

@@ -80,3 +80,66 @@ func TestRunAMFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// startsAndStops runs imb am with args until it prints its ready line, then stops it; it returns the exit code.
+func startsAndStops(t *testing.T, args []string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	var stderr strings.Builder
+	done := make(chan int, 1)
+	go func() {
+		code := runAMContext(ctx, args, pw, &stderr)
+		pw.Close()
+		done <- code
+	}()
+	lines := bufio.NewScanner(pr)
+	for lines.Scan() {
+		if strings.HasPrefix(lines.Text(), "amdev ready: ") {
+			cancel()
+		}
+	}
+	select {
+	case code := <-done:
+		return code, stderr.String()
+	case <-time.After(15 * time.Second):
+		t.Fatal("imb am did not stop")
+		return 0, ""
+	}
+}
+
+// TestRunAMRefusesDocumentedSecretsOffLoopback: on a non-loopback address
+// imb am refuses to start (exit 2, naming the accounts and the way out) while
+// accounts keep their documented passwords, unless --insecure-defaults; with
+// its own secrets, or on loopback, it starts.
+func TestRunAMRefusesDocumentedSecretsOffLoopback(t *testing.T) {
+	own := filepath.Join(t.TempDir(), "amdev.yaml")
+	if err := os.WriteFile(own, []byte(`admin: {password: "own-admin-secret"}
+users: {bjensen: {password: "own-user-secret"}}
+clients:
+  forgerock-iot-oauth2-client: {secret: "own-1"}
+  thing-oauth2-client: {secret: "own-2"}
+  cloud-app: {secret: "own-3"}
+  imb-broker: {secret: "own-4"}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // ends it should it start
+	defer cancel()
+	code := runAMContext(ctx, []string{"--in-memory", "--listen", "0.0.0.0:0"}, io.Discard, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "not a loopback address") || !strings.Contains(stderr.String(), "admin amAdmin") ||
+		!strings.Contains(stderr.String(), "client cloud-app") || !strings.Contains(stderr.String(), "--insecure-defaults") {
+		t.Fatalf("documented secrets on 0.0.0.0: exit %d\n%s", code, stderr.String())
+	}
+	for _, args := range [][]string{
+		{"--in-memory", "--listen", "0.0.0.0:0", "--insecure-defaults"},
+		{"--in-memory", "--listen", "0.0.0.0:0", "--config", own},
+		{"--in-memory", "--listen", "127.0.0.1:0"},
+	} {
+		if code, errs := startsAndStops(t, args); code != 0 {
+			t.Errorf("%v: exit %d\n%s", args, code, errs)
+		}
+	}
+}
