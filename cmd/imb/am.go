@@ -89,17 +89,32 @@ func runAMContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return 0
 }
 
-// printAMInfo tells the user where amdev is and how to log in.
+// printAMInfo tells the user where amdev is and how to log in. It prints a
+// password or secret only while it is a documented development default:
+// one set in a config file stays out of the terminal and its logs.
 func printAMInfo(w io.Writer, srv *amdev.Server) {
+	st := srv.Settings()
+	documented := map[string]bool{}
+	for _, a := range st.DocumentedSecrets() {
+		documented[a] = true
+	}
+	secret := func(account, value string) string {
+		if documented[account] {
+			return value + " (development default)"
+		}
+		return "(set in the config file)"
+	}
 	fmt.Fprintf(w, "amdev ready: %s\n", srv.URL())
 	fmt.Fprintf(w, "  issuer:        %s\n", srv.Issuer())
 	fmt.Fprintf(w, "  jwks:          %s\n", srv.JWKSURL())
 	fmt.Fprintf(w, "  introspection: %s\n", srv.IntrospectionURL())
-	fmt.Fprintf(w, "  admin:         amAdmin / %s (development default)\n", amdev.DefaultAdminPassword)
-	fmt.Fprintf(w, "  user:          %s / %s (approves device-grant requests)\n", amdev.DemoUserID, amdev.DefaultUserPassword)
+	fmt.Fprintf(w, "  admin:         %s / %s\n", st.Admin.Username, secret("admin "+st.Admin.Username, st.Admin.Password))
+	if u := st.Users[amdev.DemoUserID]; u != nil {
+		fmt.Fprintf(w, "  user:          %s / %s, approves device-grant requests\n", amdev.DemoUserID, secret("user "+amdev.DemoUserID, u.Password))
+	}
 	for _, id := range []string{amdev.CloudAppClientID, amdev.BrokerClientID} {
 		if c, ok := srv.Client(id); ok {
-			fmt.Fprintf(w, "  client:        %s / %s scopes %v\n", c.ID, c.Secret, c.Scopes)
+			fmt.Fprintf(w, "  client:        %s / %s scopes %v\n", c.ID, secret("client "+c.ID, c.Secret), c.Scopes)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -81,8 +82,9 @@ func TestRunAMFlagErrors(t *testing.T) {
 	}
 }
 
-// startsAndStops runs imb am with args until it prints its ready line, then stops it; it returns the exit code.
-func startsAndStops(t *testing.T, args []string) (int, string) {
+// startsAndStops runs imb am with args until it prints its ready line, then
+// stops it; it returns the exit code, stderr and what it printed.
+func startsAndStops(t *testing.T, args []string) (int, string, string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -94,18 +96,20 @@ func startsAndStops(t *testing.T, args []string) (int, string) {
 		pw.Close()
 		done <- code
 	}()
+	var stdout strings.Builder
 	lines := bufio.NewScanner(pr)
 	for lines.Scan() {
+		stdout.WriteString(lines.Text() + "\n")
 		if strings.HasPrefix(lines.Text(), "amdev ready: ") {
 			cancel()
 		}
 	}
 	select {
 	case code := <-done:
-		return code, stderr.String()
+		return code, stderr.String(), stdout.String()
 	case <-time.After(15 * time.Second):
 		t.Fatal("imb am did not stop")
-		return 0, ""
+		return 0, "", ""
 	}
 }
 
@@ -138,8 +142,13 @@ clients:
 		{"--in-memory", "--listen", "0.0.0.0:0", "--config", own},
 		{"--in-memory", "--listen", "127.0.0.1:0"},
 	} {
-		if code, errs := startsAndStops(t, args); code != 0 {
+		code, errs, out := startsAndStops(t, args)
+		if code != 0 {
 			t.Errorf("%v: exit %d\n%s", args, code, errs)
+		}
+		// The guide shows documented defaults, never a secret of the config file.
+		if strings.Contains(out, "own-") || (!slices.Contains(args, own) && !strings.Contains(out, "cloud-app-dev-secret")) {
+			t.Errorf("%v: guide\n%s", args, out)
 		}
 	}
 }
