@@ -254,6 +254,12 @@ func tokenCases() []tokenCase {
 		{"ID token presented as access token (tokenName)", "", func(c *corpus) string {
 			return c.tok(func(m map[string]any) { m["tokenName"] = "id_token" }, nil)
 		}, badToken},
+		{"refresh token presented as access token (introspection token_type)", "", func(c *corpus) string {
+			return c.idp.opaqueWith("t1", func(m map[string]any) { m["token_type"] = "refresh_token" })
+		}, badToken},
+		{"refresh token presented as access token (JWT token_type)", "", func(c *corpus) string {
+			return c.tok(func(m map[string]any) { m["token_type"] = "refresh_token" }, nil)
+		}, badToken},
 
 		// Size.
 		{"just over the token size cap (8 KiB), validly signed", "", func(c *corpus) string {
