@@ -332,6 +332,65 @@ func escapeCases() []escapeCase {
 			}
 		}},
 
+		// Topic aliases (raw packets: clients do not send what the broker never offered).
+		{"topic alias set on an allowed topic", "aliases are refused, so no alias can later stand for a checked topic", nil, aliasEscape(false)},
+		{"topic alias alone, empty topic", "a publish naming no topic is never delivered", nil, aliasEscape(true)},
+
+		// Shared subscriptions and options.
+		{"NoLocal on a shared subscription", "an invalid option combination grants nothing", nil, func(t *testing.T, e *env) {
+			spy := e.thing(t, "t2")
+			if codes := spy.subscribeOpts(t, 1, true, "$share/g/things/t2/commands/#"); !denied(codes, 0) {
+				t.Fatalf("SUBACK %x, want a refusal", codes)
+			}
+		}},
+		{"two identities in one share group", "a share group does not share messages with an identity lacking the grant", nil, func(t *testing.T, e *env) {
+			t1, spy := e.thing(t, "t1"), e.thing(t, "t2")
+			if codes := t1.subscribe(t, 1, "$share/g/things/t1/commands/#"); denied(codes, 0) {
+				t.Fatalf("own shared subscription refused: %x", codes)
+			}
+			if codes := spy.subscribe(t, 1, "things/t2/commands/#", "$share/g/things/t1/commands/#"); !denied(codes, 1) {
+				t.Fatalf("SUBACK %x", codes)
+			}
+			app := e.fleet(t)
+			const n = 20
+			for i := 0; i < n; i++ {
+				app.publish(t, "things/t1/commands/c", 1, false, "command")
+			}
+			barrier(t, app, spy, "things/t2/commands/barrier")
+			onlyUnder(t, spy, "things/t2/commands/")
+			waitFor(t, "all commands at t1", func() bool { return len(t1.inbox.find("things/t1/commands/c")) == n })
+		}},
+		{"overlapping filters in one SUBSCRIBE", "each filter is judged alone; a granted one carries no denied one", nil, subscribeEscape("things/+/+/#")},
+		{"receive deny overlapping a granted subscription", "a receive deny beats a matching subscription", nil, func(t *testing.T, e *env) {
+			app := e.fleet(t)
+			app.subscribe(t, 1, "things/+/telemetry/#")
+			vault, t1 := e.thing(t, "vault"), e.thing(t, "t1")
+			vault.publish(t, "things/vault/telemetry/secret", 1, false, "secret")
+			barrier(t, t1, app, "things/t1/telemetry/barrier")
+			app.inbox.none(t, "things/vault/telemetry/secret")
+		}},
+		{"subscribe QoS 2 where max_qos is 1", "QoS limits hold on subscriptions", nil, func(t *testing.T, e *env) {
+			t1 := e.thing(t, "t1")
+			if codes := t1.subscribe(t, 2, "things/t1/commands/#"); codes == nil || codes[0] != 1 {
+				t.Fatalf("SUBACK %x, want granted QoS 1", codes)
+			}
+			e.fleet(t).publish(t, "things/t1/commands/x", 2, false, "qos2")
+			if m := t1.inbox.wait(t, "things/t1/commands/x"); m.qos > 1 {
+				t.Fatalf("delivered at QoS %d, grant is 1", m.qos)
+			}
+		}},
+		{"v3.1.1 denied QoS 1 publish", "3.1.1 has no negative PUBACK: the connection ends and nothing is delivered", nil, func(t *testing.T, e *env) {
+			obs := e.observer(t)
+			code, c := connect3(t, e.addr, "t1", e.idp.token("t1", "publish"), true)
+			if code != 0 {
+				t.Fatalf("connect %#x", code)
+			}
+			c.Publish("things/t2/telemetry/x", 1, false, "escaped")
+			waitFor(t, "connection closed", func() bool { return !c.IsConnectionOpen() })
+			barrier(t, e.thing(t, "t3"), obs, "things/t3/telemetry/barrier")
+			obs.inbox.none(t, "things/t2/telemetry/x")
+		}},
+
 		// Identities that share a plain id: a thing named like an OAuth2 client, a
 		// subject of another issuer.
 		{"thing (usr!cloud-app) takes over the client (age!cloud-app)", "a client id belongs to the whole principal, not the plain id", nil, sameNameTakeover("(age!cloud-app)", "(usr!cloud-app)")},
@@ -416,65 +475,6 @@ func escapeCases() []escapeCase {
 			if r := e.connect5("t1", tok, opts5{clean: true}); r.code() != 0x86 {
 				t.Fatalf("CONNACK %#x, want 0x86", r.code())
 			}
-		}},
-
-		// Topic aliases (raw packets: clients do not send what the broker never offered).
-		{"topic alias set on an allowed topic", "aliases are refused, so no alias can later stand for a checked topic", nil, aliasEscape(false)},
-		{"topic alias alone, empty topic", "a publish naming no topic is never delivered", nil, aliasEscape(true)},
-
-		// Shared subscriptions and options.
-		{"NoLocal on a shared subscription", "an invalid option combination grants nothing", nil, func(t *testing.T, e *env) {
-			spy := e.thing(t, "t2")
-			if codes := spy.subscribeOpts(t, 1, true, "$share/g/things/t2/commands/#"); !denied(codes, 0) {
-				t.Fatalf("SUBACK %x, want a refusal", codes)
-			}
-		}},
-		{"two identities in one share group", "a share group does not share messages with an identity lacking the grant", nil, func(t *testing.T, e *env) {
-			t1, spy := e.thing(t, "t1"), e.thing(t, "t2")
-			if codes := t1.subscribe(t, 1, "$share/g/things/t1/commands/#"); denied(codes, 0) {
-				t.Fatalf("own shared subscription refused: %x", codes)
-			}
-			if codes := spy.subscribe(t, 1, "things/t2/commands/#", "$share/g/things/t1/commands/#"); !denied(codes, 1) {
-				t.Fatalf("SUBACK %x", codes)
-			}
-			app := e.fleet(t)
-			const n = 20
-			for i := 0; i < n; i++ {
-				app.publish(t, "things/t1/commands/c", 1, false, "command")
-			}
-			barrier(t, app, spy, "things/t2/commands/barrier")
-			onlyUnder(t, spy, "things/t2/commands/")
-			waitFor(t, "all commands at t1", func() bool { return len(t1.inbox.find("things/t1/commands/c")) == n })
-		}},
-		{"overlapping filters in one SUBSCRIBE", "each filter is judged alone; a granted one carries no denied one", nil, subscribeEscape("things/+/+/#")},
-		{"receive deny overlapping a granted subscription", "a receive deny beats a matching subscription", nil, func(t *testing.T, e *env) {
-			app := e.fleet(t)
-			app.subscribe(t, 1, "things/+/telemetry/#")
-			vault, t1 := e.thing(t, "vault"), e.thing(t, "t1")
-			vault.publish(t, "things/vault/telemetry/secret", 1, false, "secret")
-			barrier(t, t1, app, "things/t1/telemetry/barrier")
-			app.inbox.none(t, "things/vault/telemetry/secret")
-		}},
-		{"subscribe QoS 2 where max_qos is 1", "QoS limits hold on subscriptions", nil, func(t *testing.T, e *env) {
-			t1 := e.thing(t, "t1")
-			if codes := t1.subscribe(t, 2, "things/t1/commands/#"); codes == nil || codes[0] != 1 {
-				t.Fatalf("SUBACK %x, want granted QoS 1", codes)
-			}
-			e.fleet(t).publish(t, "things/t1/commands/x", 2, false, "qos2")
-			if m := t1.inbox.wait(t, "things/t1/commands/x"); m.qos > 1 {
-				t.Fatalf("delivered at QoS %d, grant is 1", m.qos)
-			}
-		}},
-		{"v3.1.1 denied QoS 1 publish", "3.1.1 has no negative PUBACK: the connection ends and nothing is delivered", nil, func(t *testing.T, e *env) {
-			obs := e.observer(t)
-			code, c := connect3(t, e.addr, "t1", e.idp.token("t1", "publish"), true)
-			if code != 0 {
-				t.Fatalf("connect %#x", code)
-			}
-			c.Publish("things/t2/telemetry/x", 1, false, "escaped")
-			waitFor(t, "connection closed", func() bool { return !c.IsConnectionOpen() })
-			barrier(t, e.thing(t, "t3"), obs, "things/t3/telemetry/barrier")
-			obs.inbox.none(t, "things/t2/telemetry/x")
 		}},
 	}
 }
