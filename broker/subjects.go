@@ -10,6 +10,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"imb/authz"
+	"imb/hooks"
 )
 
 var (
@@ -18,8 +19,8 @@ var (
 )
 
 // boltSubjects is the hooks.SubjectStore and hooks.Journal of a broker with a data
-// directory: the identity (id, scopes, claims, never the token) behind each
-// persistent session, and the QoS 1/2 messages accepted but not yet handed to
+// directory: the owner and identity (principal, id, scopes, claims, never the token)
+// behind each persistent session, and the QoS 1/2 messages accepted but not yet handed to
 // their subscribers.
 type boltSubjects struct{ db *bbolt.DB }
 
@@ -41,8 +42,16 @@ func openSubjects(path string, fsync bool) (*boltSubjects, error) {
 	return &boltSubjects{db: db}, nil
 }
 
-func (s *boltSubjects) Put(clientID string, subj authz.Subject) error {
-	b, err := json.Marshal(subj)
+// subjectRecord is the stored form of a hooks.StoredSession: the subject's fields at
+// the top level, as records were written before the owner was kept, and the owner
+// beside them. An old record reads with Owner "", which the hook handles.
+type subjectRecord struct {
+	authz.Subject
+	Owner string `json:",omitempty"`
+}
+
+func (s *boltSubjects) Put(clientID string, rec hooks.StoredSession) error {
+	b, err := json.Marshal(subjectRecord{Subject: rec.Subject, Owner: rec.Owner})
 	if err != nil {
 		return fmt.Errorf("session store: %w", err)
 	}
@@ -51,8 +60,8 @@ func (s *boltSubjects) Put(clientID string, subj authz.Subject) error {
 	})
 }
 
-func (s *boltSubjects) Get(clientID string) (authz.Subject, bool, error) {
-	var subj authz.Subject
+func (s *boltSubjects) Get(clientID string) (hooks.StoredSession, bool, error) {
+	var rec subjectRecord
 	var found bool
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		v := tx.Bucket(subjectsBucket).Get([]byte(clientID))
@@ -60,12 +69,12 @@ func (s *boltSubjects) Get(clientID string) (authz.Subject, bool, error) {
 			return nil
 		}
 		found = true
-		return json.Unmarshal(v, &subj)
+		return json.Unmarshal(v, &rec)
 	})
 	if err != nil {
-		return authz.Subject{}, false, fmt.Errorf("session store: %s: %w", clientID, err)
+		return hooks.StoredSession{}, false, fmt.Errorf("session store: %s: %w", clientID, err)
 	}
-	return subj, found, nil
+	return hooks.StoredSession{Owner: rec.Owner, Subject: rec.Subject}, found, nil
 }
 
 func (s *boltSubjects) Delete(clientID string) error {

@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
@@ -83,8 +84,10 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if existing, ok := h.cfg.Server.Clients.Get(cl.ID); ok && existing != cl {
 		// mochi inherits a stored session by client id alone (#504): an identity may
 		// never resume, or take over, what another identity left under the same id.
+		// Identity here is the whole principal, not the plain id: a thing named like
+		// a client, or a subject of another issuer, is another identity.
 		owner := string(existing.Properties.Username)
-		if owner != id.subject.ID && !existing.Closed() {
+		if owner != id.owner && !existing.Closed() {
 			return h.refuse(cl, id, notAuthorized("client identifier in use by another identity"))
 		}
 		if id.subject.Anonymous && owner != "" {
@@ -135,6 +138,9 @@ func (h *Hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*identity, *ref
 	if tok.ThingID == "" {
 		return &identity{fp: fp}, badToken("token names no subject")
 	}
+	if h.unbounded(tok) {
+		return &identity{fp: fp}, badToken(reasonUnbounded)
+	}
 	if strings.ContainsAny(tok.ThingID, "/+#\x00") {
 		// Such an identity could never own its {sub} topics (authz skips those rules),
 		// and as a client id or audit value it would only confuse: refuse it outright.
@@ -160,6 +166,17 @@ func (h *Hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*identity, *ref
 		return id, notAuthorized("client identifier not bound to the token's subject")
 	}
 	return id, nil
+}
+
+// reasonUnbounded is why a token without exp that nothing checks again is refused.
+const reasonUnbounded = "token has no expiry and is never checked again"
+
+// unbounded reports a token whose session nothing would ever end: no exp, and no
+// re-check (only introspected tokens are re-checked, and only with a positive
+// RevalidateInterval). A token without exp lives as long as each re-check finds it
+// active; the re-check interval is its bound.
+func (h *Hook) unbounded(tok *introspect.Token) bool {
+	return tok.Expiry.IsZero() && (tok.Method != introspect.MethodIntrospection || h.cfg.RevalidateInterval < 0)
 }
 
 // tokenFromConnect takes the token from MQTT 5 Authentication Data under AuthMethod,
@@ -231,10 +248,10 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	cl.Properties.Props.AuthenticationData = nil
 	// The username becomes the owner of the session: storage hooks persist it, so the
 	// owner of a stored session is known again after a restart.
-	cl.Properties.Username = []byte(id.subject.ID)
+	cl.Properties.Username = []byte(id.owner)
 
 	if existing, ok := h.cfg.Server.Clients.Get(cl.ID); ok && existing != cl {
-		if string(existing.Properties.Username) != id.subject.ID {
+		if string(existing.Properties.Username) != id.owner {
 			h.discardSession(existing, "stored session belonged to another identity")
 		} else {
 			h.trimSession(existing, s.grants.Load(), "resumed session trimmed to current grants")
@@ -247,7 +264,7 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 
 	h.armTimers(s)
 	if h.cfg.Sessions != nil && persistent(cl) {
-		if err := h.cfg.Sessions.Put(cl.ID, id.subject); err != nil {
+		if err := h.cfg.Sessions.Put(cl.ID, StoredSession{Owner: id.owner, Subject: id.subject}); err != nil {
 			h.audit.Error("session store", slog.String("client_id", cl.ID), slog.String("error", err.Error()))
 		}
 	}
@@ -313,17 +330,59 @@ func (h *Hook) OnClientExpired(cl *mqtt.Client) {
 }
 
 // restoreSession gives a session loaded from storage after a restart the grants of
-// the identity that owned it, so that messages queued for it are authorized.
+// the identity that owned it, so that messages queued for it are authorized, and
+// settles its owner (the username mochi stored). The session record confirms the
+// owner. A record written before owners were kept names only the plain id (the
+// username was the plain id then): it counts when that matches, and the owner is
+// derived from the verified claims the record holds, so that only the principal
+// that left the session resumes it. Without a record, only an owner in principal
+// form is believed; a plain one is replaced by one no principal has, so that the
+// session is discarded, never inherited, when anyone connects under its client id.
 func (h *Hook) restoreSession(cl *mqtt.Client) {
-	if h.cfg.Sessions == nil {
+	stored := string(cl.Properties.Username)
+	var rec StoredSession
+	var found bool
+	if h.cfg.Sessions != nil {
+		var err error
+		if rec, found, err = h.cfg.Sessions.Get(cl.ID); err != nil {
+			found = false
+		}
+	}
+	owner, ok := stored, false
+	switch {
+	case !found:
+		ok = stored == "" || isPrincipal(stored)
+	case rec.Owner != "":
+		ok = rec.Owner == stored
+	case rec.Subject.Anonymous:
+		ok = stored == ""
+	case rec.Subject.ID == stored:
+		if p, err := introspect.PrincipalOfClaims(rec.Subject.Claims); err == nil {
+			owner, ok = p.String(), true
+		}
+	}
+	if !ok {
+		cl.Properties.Username = []byte(unconfirmedOwner)
 		return
 	}
-	subj, ok, err := h.cfg.Sessions.Get(cl.ID)
-	if err != nil || !ok || subj.ID != string(cl.Properties.Username) {
-		return
+	cl.Properties.Username = []byte(owner)
+	if !found {
+		return // no identity to compile grants from: nothing queued is delivered until the owner is back
 	}
-	id := &identity{subject: subj, method: "restored"}
-	h.sessions.Store(cl, newSession(cl, id, h.policy.Load().Compile(subj)))
+	id := &identity{subject: rec.Subject, owner: owner, method: "restored"}
+	h.sessions.Store(cl, newSession(cl, id, h.policy.Load().Compile(rec.Subject)))
+}
+
+// unconfirmedOwner is the owner of a restored session that nothing confirms. No
+// principal encodes to it (they are JSON arrays), and it is not "", so neither an
+// identity nor an anonymous client resumes the session.
+const unconfirmedOwner = "unconfirmed owner"
+
+// isPrincipal reports whether an owner is in the form introspect.Principal.String
+// writes: a JSON array of three strings.
+func isPrincipal(owner string) bool {
+	var parts []string
+	return strings.HasPrefix(owner, "[") && json.Unmarshal([]byte(owner), &parts) == nil && len(parts) == 3
 }
 
 // discardSession throws away a stored session so that nothing of it reaches the

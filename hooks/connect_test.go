@@ -22,6 +22,7 @@ func TestConnectReasonCodesV5(t *testing.T) {
 	opaque := e.iss.MintOpaque(issuer.Claims{"sub": "t1", "scope": "publish"}, time.Hour)
 	inactive := e.iss.MintOpaque(issuer.Claims{"sub": "t1"}, time.Hour)
 	e.iss.Revoke(inactive)
+	refresh := e.iss.MintRefresh(issuer.Claims{"sub": "t1", "scope": "publish"}, 7*24*time.Hour)
 
 	cases := []struct {
 		name     string
@@ -40,6 +41,8 @@ func TestConnectReasonCodesV5(t *testing.T) {
 		{"wrong audience", "t1", wrongAud, v5opts{clean: true}, 0x86},
 		{"tampered signature", "t1", tampered, v5opts{clean: true}, 0x86},
 		{"inactive at introspection", "t1", inactive, v5opts{clean: true}, 0x86},
+		{"refresh token as password", "t1", refresh, v5opts{clean: true}, 0x86},
+		{"refresh token as OAUTH2-JWT auth data", "t1", refresh, v5opts{clean: true, authMethod: true}, 0x86},
 		{"client id of another thing", "t2", good, v5opts{clean: true}, 0x87},
 		{"username of another thing is fine without require_username", "t1", good, v5opts{clean: true, user: "t9"}, 0x00},
 	}

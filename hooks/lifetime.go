@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -96,7 +97,9 @@ func (h *Hook) revalidate(s *session, id *identity) {
 		return
 	}
 	switch {
-	case err == nil && tok.ThingID == id.subject.ID:
+	case err == nil && sameIdentity(tok, id):
+		h.applyRecheck(s, id, tok)
+		return
 	case err == nil:
 		h.endSession(s, packets.ErrNotAuthorized, "revoked", "disconnect", "disconnect", "token now names another subject")
 		return
@@ -115,6 +118,28 @@ func (h *Hook) revalidate(s *session, id *identity) {
 	defer s.mu.Unlock()
 	if s.revalT != nil && h.ctx.Err() == nil {
 		s.revalT.Reset(h.jittered())
+	}
+}
+
+// applyRecheck puts in force what a successful re-check learnt about the session's
+// token: its scopes and claims (grants are compiled again and subscriptions they no
+// longer allow removed, as on a policy reload) and its exp (the expiry timer is armed
+// again, or not at all when the answer has none; the next re-check is the bound then).
+func (h *Hook) applyRecheck(s *session, old *identity, tok *introspect.Token) {
+	id := newIdentity(tok, old.token, old.fp, old.authMethod)
+	id.subject = old.subject
+	id.subject.Scopes = tok.Scopes
+	id.subject.Claims = tok.Claims
+	g, ok := s.replace(old, id, h.policy.Load())
+	if !ok || h.ctx.Err() != nil {
+		return // re-authenticated meanwhile, or shutting down
+	}
+	h.armTimers(s)
+	h.trimSession(s.cl, g, "token re-checked with narrower grants")
+	if h.cfg.Sessions != nil && persistent(s.cl) && !slices.Equal(old.subject.Scopes, id.subject.Scopes) {
+		if err := h.cfg.Sessions.Put(s.cl.ID, StoredSession{Owner: id.owner, Subject: id.subject}); err != nil {
+			h.audit.Error("session store", slog.String("client_id", s.cl.ID), slog.String("error", err.Error()))
+		}
 	}
 }
 
@@ -158,7 +183,7 @@ func (h *Hook) trimSession(cl *mqtt.Client, g *authz.Grants, why string) {
 	h.audit.Warn("subscriptions removed",
 		slog.String("event", "unsubscribed"),
 		slog.String("client_id", cl.ID),
-		slog.String("thing_id", string(cl.Properties.Username)),
+		slog.String("owner", string(cl.Properties.Username)),
 		slog.Any("filters", filters),
 		slog.String("reason", why))
 }

@@ -70,17 +70,18 @@ func (h *Hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	if !tok.Expiry.IsZero() && !tok.Expiry.After(h.cfg.Now()) {
 		return fail(packets.ErrNotAuthorized, "token expired")
 	}
-	if tok.ThingID != old.subject.ID {
+	if !sameIdentity(tok, old) {
 		return fail(packets.ErrNotAuthorized, "re-authentication as another identity")
+	}
+	if h.unbounded(tok) {
+		return fail(packets.ErrNotAuthorized, reasonUnbounded)
 	}
 
 	id := newIdentity(tok, token, introspect.Fingerprint(token), AuthMethod)
 	id.subject = old.subject
 	id.subject.Scopes = tok.Scopes
 	id.subject.Claims = tok.Claims
-	grants := h.policy.Load().Compile(id.subject)
-	s.grants.Store(grants)
-	s.id.Store(id)
+	grants, _ := s.replace(nil, id, h.policy.Load())
 	s.revoked.Store(false)
 	h.armTimers(s)
 	h.trimSession(cl, grants, "re-authenticated with narrower grants")

@@ -16,8 +16,7 @@ func (h *Hook) SetPolicy(p *authz.Policy) {
 	n := 0
 	h.sessions.Range(func(k, v any) bool {
 		cl, s := k.(*mqtt.Client), v.(*session)
-		g := p.Compile(s.id.Load().subject)
-		s.grants.Store(g)
+		g := s.recompile(p)
 		h.trimSession(cl, g, "policy reloaded")
 		n++
 		return true
@@ -26,10 +25,20 @@ func (h *Hook) SetPolicy(p *authz.Policy) {
 		slog.String("policy", p.Summary()))
 }
 
-// SubjectStore keeps the identity behind each persistent session across restarts,
-// keyed by client id. It holds no token.
+// SubjectStore keeps the owner and identity behind each persistent session across
+// restarts, keyed by client id. It holds no token.
 type SubjectStore interface {
-	Put(clientID string, s authz.Subject) error
-	Get(clientID string) (authz.Subject, bool, error)
+	Put(clientID string, s StoredSession) error
+	Get(clientID string) (StoredSession, bool, error)
 	Delete(clientID string) error
+}
+
+// StoredSession is what a SubjectStore keeps for one persistent session.
+type StoredSession struct {
+	// Owner is the principal that owns the session (the identity's owner). It is ""
+	// in a record written before owners were kept; the hook then derives the owner
+	// from Subject.Claims, the verified claims the record was written from.
+	Owner string
+	// Subject is the identity the session's grants are compiled from.
+	Subject authz.Subject
 }

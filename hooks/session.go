@@ -14,7 +14,12 @@ import (
 // identity is what one verified token (or the anonymous section) established about
 // a client. It is replaced whole on re-authentication, never mutated.
 type identity struct {
-	subject    authz.Subject
+	subject authz.Subject
+	// owner is the principal (introspect.Principal.String: issuer, subject kind,
+	// subject) that owns the client id and session; "" for anonymous. subject.ID is
+	// only the plain id policies use: "(usr!X)", "(age!X)" and X of another issuer
+	// share it.
+	owner      string
 	expiry     time.Time // zero: never (anonymous)
 	method     string    // "jwt", "introspection" or "anonymous"
 	issuer     string
@@ -61,6 +66,31 @@ func (s *session) allow(a authz.Action, topic string, qos byte, retain bool) aut
 		return authz.Decision{Reason: "token expired or revoked"}
 	}
 	return s.grants.Load().Allow(a, topic, qos, retain)
+}
+
+// replace puts identity id in force with the grants p compiles for it, unless old is
+// set and no longer in force (a re-authentication or another re-check came first).
+// Policy reloads compile under the same lock, so the grants in force always belong
+// to the identity in force.
+func (s *session) replace(old, id *identity, p *authz.Policy) (*authz.Grants, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old != nil && s.id.Load() != old {
+		return nil, false
+	}
+	g := p.Compile(id.subject)
+	s.grants.Store(g)
+	s.id.Store(id)
+	return g, true
+}
+
+// recompile gives the session the grants p compiles for the identity in force.
+func (s *session) recompile(p *authz.Policy) *authz.Grants {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := p.Compile(s.id.Load().subject)
+	s.grants.Store(g)
+	return g
 }
 
 func (s *session) stopTimers() {
@@ -117,11 +147,18 @@ func (g *rateGate) pass(now time.Time) (ok bool, suppressed int) {
 // clientRemote is the remote address of a client, "" for sessions restored from storage.
 func clientRemote(cl *mqtt.Client) string { return cl.Net.Remote }
 
+// sameIdentity reports whether tok speaks for the identity id: the same principal
+// and the same plain id.
+func sameIdentity(tok *introspect.Token, id *identity) bool {
+	return tok.Principal.String() == id.owner && tok.ThingID == id.subject.ID
+}
+
 // newIdentity is what a validated token establishes (the subject is filled by the
 // caller; fp is the token's fingerprint). The token's bytes are kept only when the session must present it again:
 // introspected tokens are re-checked for revocation; a JWT is not asked about again.
 func newIdentity(tok *introspect.Token, token, fp, authMethod string) *identity {
 	id := &identity{
+		owner:      tok.Principal.String(),
 		expiry:     tok.Expiry,
 		method:     tok.Method,
 		issuer:     tok.Issuer,

@@ -2,6 +2,8 @@ package hooks_test
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -9,9 +11,12 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"go.etcd.io/bbolt"
 
 	"imb/broker"
+	"imb/internal/issuer"
 	"imb/internal/mqtttest"
 )
 
@@ -167,4 +172,97 @@ func TestQuickReconnectKeepsNewSession(t *testing.T) {
 		r.expectMsg(t, topic)
 		_ = r.c.Disconnect(&paho.Disconnect{})
 	}
+}
+
+// TestLegacySessionRecordKeepsItsPrincipal restarts a broker on a data directory
+// whose session records are in the form written before owners were kept (the
+// username and the record name only the plain id): the principal that left a session
+// resumes it, a same-named identity of another kind does not inherit it.
+func TestLegacySessionRecordKeepsItsPrincipal(t *testing.T) {
+	dir := t.TempDir()
+	anyID := func(c *broker.Config) { c.ClientIDBinding = []string{"*"}; c.DataDir = dir }
+	e := newEnv(t, anyID)
+	app := func(sub string) string {
+		return e.iss.Mint(issuer.Claims{"sub": sub, "scope": []string{"fleet:read"}}, time.Hour)
+	}
+	for _, id := range []string{"legacy-a", "legacy-b"} {
+		r := e.connect5(id, app("(age!cloud-app)"), v5opts{expiry: 3600})
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		r.subscribe(t, "things/+/telemetry/#", 1)
+		_ = r.c.Disconnect(&paho.Disconnect{})
+		waitFor(t, id+" offline", func() bool {
+			cl, ok := e.b.Server().Clients.Get(id)
+			return ok && cl.Closed()
+		})
+	}
+	_ = e.b.Close()
+	toLegacy(t, dir, "cloud-app", "legacy-a", "legacy-b")
+
+	again := newEnv(t, anyID, func(c *broker.Config) {
+		c.Issuer, c.IntrospectURL = e.iss.URL(), e.iss.IntrospectURL()
+		c.ClientID, c.ClientSecret = e.iss.ClientID(), e.iss.ClientSecret()
+	})
+	rogue := again.connect5("legacy-a", app("(usr!cloud-app)"), v5opts{expiry: 3600})
+	if rogue.err != nil {
+		t.Fatal(rogue.err)
+	}
+	if rogue.ack.SessionPresent {
+		t.Fatal("a same-named identity of another kind inherited a session from a legacy record")
+	}
+	owner := again.connect5("legacy-b", app("(age!cloud-app)"), v5opts{expiry: 3600})
+	if owner.err != nil || !owner.ack.SessionPresent {
+		t.Fatalf("the owner did not resume its legacy session: %v %+v", owner.err, owner.ack)
+	}
+}
+
+// toLegacy rewrites the stored sessions of the client ids into the form written
+// before owners were kept: mochi's client record names plainID as its username, and
+// the session record has no Owner.
+func toLegacy(t *testing.T, dir, plainID string, clientIDs ...string) {
+	t.Helper()
+	rewrite := func(file, bucket string, key func(string) string, change func([]byte) ([]byte, error)) {
+		db, err := bbolt.Open(filepath.Join(dir, file), 0o600, &bbolt.Options{Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		err = db.Update(func(tx *bbolt.Tx) error {
+			b := tx.Bucket([]byte(bucket))
+			for _, id := range clientIDs {
+				v := b.Get([]byte(key(id)))
+				if v == nil {
+					return fmt.Errorf("%s: no record for %s", file, id)
+				}
+				nv, err := change(v)
+				if err != nil {
+					return err
+				}
+				if err := b.Put([]byte(key(id)), nv); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	rewrite("mqtt.db", "mochi", func(id string) string { return storage.ClientKey + "_" + id }, func(v []byte) ([]byte, error) {
+		var c storage.Client
+		if err := c.UnmarshalBinary(v); err != nil {
+			return nil, err
+		}
+		c.Username = []byte(plainID)
+		return c.MarshalBinary()
+	})
+	rewrite("sessions.db", "subjects", func(id string) string { return id }, func(v []byte) ([]byte, error) {
+		var m map[string]any
+		if err := json.Unmarshal(v, &m); err != nil {
+			return nil, err
+		}
+		delete(m, "Owner")
+		return json.Marshal(m)
+	})
 }

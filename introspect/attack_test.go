@@ -248,6 +248,8 @@ func TestAttackTokens(t *testing.T) {
 		{"scope array with a non-string", f.es(esHeader, with(func(c map[string]any) { c["scope"] = []any{"publish", 1} })), ReasonClaimType},
 		{"cnf not an object", f.es(esHeader, with(func(c map[string]any) { c["cnf"] = "jkt" })), ReasonClaimType},
 		{"AM ID token (tokenName id_token)", f.es(esHeader, with(func(c map[string]any) { c["tokenName"] = "id_token" })), ReasonNotAccessToken},
+		{"JWT refresh token (token_type refresh_token)", f.es(esHeader, with(func(c map[string]any) { c["token_type"] = "refresh_token" })), ReasonNotAccessType},
+		{"AM refresh token as JWT (tokenName refresh_token)", f.es(esHeader, with(func(c map[string]any) { c["tokenName"] = "refresh_token" })), ReasonNotAccessToken},
 		{"cnf.jwk not an object", f.es(esHeader, with(func(c map[string]any) { c["cnf"] = map[string]any{"jwk": "k"} })), ReasonClaimType},
 	}
 	if len(cases) < 40 {

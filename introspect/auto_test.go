@@ -57,3 +57,37 @@ func TestAuto(t *testing.T) {
 		t.Errorf("Ready: %v", err)
 	}
 }
+
+func TestPrincipalSeparatesKindsAndIssuers(t *testing.T) {
+	tests := []struct {
+		claims map[string]any
+		want   Principal
+	}{
+		{map[string]any{"iss": "A", "sub": "(usr!cloud-app)"}, Principal{"A", "usr", "(usr!cloud-app)"}},
+		{map[string]any{"iss": "A", "sub": "(age!cloud-app)"}, Principal{"A", "age", "(age!cloud-app)"}},
+		{map[string]any{"iss": "A", "sub": "cloud-app"}, Principal{"A", "", "cloud-app"}},
+		{map[string]any{"iss": "B", "sub": "cloud-app"}, Principal{"B", "", "cloud-app"}},
+		{map[string]any{"iss": "A", "client_id": "cloud-app"}, Principal{"A", "client", "cloud-app"}},
+		{map[string]any{"iss": "A", "sub": "(usr!x"}, Principal{"A", "", "(usr!x"}},
+	}
+	seen := map[string]bool{}
+	for _, tt := range tests {
+		p, err := PrincipalOfClaims(tt.claims)
+		if err != nil || p != tt.want {
+			t.Errorf("%v: %+v, %v; want %+v", tt.claims, p, err, tt.want)
+		}
+		if seen[p.String()] {
+			t.Errorf("%v: %s collides with another principal", tt.claims, p)
+		}
+		seen[p.String()] = true
+	}
+	// One bracket or quote in a part cannot make two principals encode alike.
+	a := Principal{Issuer: `a","b`, Subject: "c"}
+	b := Principal{Issuer: "a", Kind: "b", Subject: "c"}
+	if a.String() == b.String() {
+		t.Errorf("%s encodes like %s", a, b)
+	}
+	if _, err := PrincipalOfClaims(map[string]any{"iss": "A"}); err == nil {
+		t.Error("claims without sub or client_id gave a principal")
+	}
+}

@@ -111,6 +111,7 @@ const (
 	ReasonClaimType        = "claim has wrong type"
 	ReasonSubMissing       = "missing sub"
 	ReasonNotAccessToken   = "not an access token (tokenName)"
+	ReasonNotAccessType    = "not an access token (token_type)"
 
 	// Introspection answers.
 	ReasonInactive         = "token inactive"

@@ -304,10 +304,8 @@ func (v *JWTValidator) checkClaims(claims map[string]any) (*Token, error) {
 	if err := checkAudience(t.Audience, v.audience); err != nil {
 		return nil, err
 	}
-	// AM signs ID tokens with the same key, issuer and audience (the client) as access tokens; only its
-	// tokenName claim tells them apart, so an ID token must not pass as an access token.
-	if name, ok := claims["tokenName"]; ok && name != "access_token" {
-		return nil, invalid(ReasonNotAccessToken, nil)
+	if err := checkAccessToken(claims); err != nil {
+		return nil, err
 	}
 	return t, nil
 }

@@ -265,6 +265,9 @@ func (in *Introspector) checkAnswer(claims map[string]any) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkAccessToken(claims); err != nil {
+		return nil, err
+	}
 	if err := checkTimes(t, in.cfg.Now(), in.cfg.Leeway); err != nil {
 		return nil, err
 	}

@@ -66,6 +66,15 @@ func newIntrospectionEndpoint(t *testing.T) *introspectionEndpoint {
 		"no-sub":          active(map[string]any{"sub": nil, "subname": nil, "client_id": nil}),
 		"client-no-sub":   active(map[string]any{"sub": nil, "subname": nil, "client_id": "cloud-app"}),
 		"no-exp":          active(map[string]any{"exp": nil}),
+		"refresh":         active(map[string]any{"token_type": "refresh_token"}),
+		"type-REFRESH":    active(map[string]any{"token_type": "REFRESH_TOKEN"}),
+		"type-id":         active(map[string]any{"token_type": "id_token"}),
+		"type-number":     active(map[string]any{"token_type": 1}),
+		"type-absent":     active(map[string]any{"token_type": nil}),
+		"type-bearer":     active(map[string]any{"token_type": "bearer"}),
+		"type-dpop":       active(map[string]any{"token_type": "DPoP"}),
+		"type-access":     active(map[string]any{"token_type": "Access_Token"}),
+		"type-am-refresh": active(map[string]any{"tokenName": "refresh_token"}),
 		"server-error":    text(500, `{"error":"server_error"}`),
 		"bad-gateway":     text(502, `<html>bad gateway</html>`),
 		"not-json":        text(200, `<html>login</html>`),
@@ -163,6 +172,15 @@ func TestIntrospectionAnswers(t *testing.T) {
 	}{
 		{"active", nil, ""},
 		{"no-exp", nil, ""},
+		{"type-absent", nil, ""},
+		{"type-bearer", nil, ""},
+		{"type-dpop", nil, ""},
+		{"type-access", nil, ""},
+		{"refresh", ErrInvalidToken, ReasonNotAccessType},
+		{"type-REFRESH", ErrInvalidToken, ReasonNotAccessType},
+		{"type-id", ErrInvalidToken, ReasonNotAccessType},
+		{"type-number", ErrInvalidToken, ReasonClaimType},
+		{"type-am-refresh", ErrInvalidToken, ReasonNotAccessToken},
 		{"inactive", ErrInvalidToken, ReasonInactive},
 		{"unknown-token", ErrInvalidToken, ReasonInactive},
 		{"expired-active", ErrInvalidToken, ReasonExpired},
@@ -184,6 +202,9 @@ func TestIntrospectionAnswers(t *testing.T) {
 		tok, err := in.Validate(t.Context(), "client-no-sub")
 		if err != nil || tok.ThingID != "cloud-app" || tok.ClientID != "cloud-app" {
 			t.Fatalf("token %+v, err %v", tok, err)
+		}
+		if want := (Principal{Issuer: e.issuer(), Kind: "client", Subject: "cloud-app"}); tok.Principal != want {
+			t.Fatalf("principal %+v, want %+v", tok.Principal, want)
 		}
 	})
 	for _, tt := range tests {

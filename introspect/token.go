@@ -38,8 +38,11 @@ type Readier interface {
 // between callers (the cache hands the same pointer to every hit): treat it, its slices and its Claims map as
 // read-only.
 type Token struct {
-	Subject   string // sub as issued, e.g. "(usr!thing-1)"
-	ThingID   string // plain identity: subname, else the ID in "(usr!ID)" or "(age!ID)", else sub
+	Subject string // sub as issued, e.g. "(usr!thing-1)"
+	ThingID string // plain identity: subname, else the ID in "(usr!ID)" or "(age!ID)", else sub
+	// Principal is who the token speaks for, whole. ThingID fills policy placeholders; it is not an identity, since
+	// "(usr!X)", "(age!X)" and X of another issuer all have the ThingID X.
+	Principal Principal
 	ClientID  string // OAuth client: client_id, azp or cid; else the single aud value (AM puts the client there)
 	Issuer    string
 	ID        string // jti
@@ -52,6 +55,62 @@ type Token struct {
 	// Confirmation is the proof-of-possession binding (cnf, RFC 7800 / RFC 9449 / RFC 8705); nil when absent.
 	Confirmation *Confirmation
 	Method       string // MethodJWT or MethodIntrospection
+}
+
+// Principal names one identity of one issuer: the issuer, the kind of subject and the subject as issued. Two
+// tokens speak for the same identity only when all three are equal; ownership of client ids and sessions is
+// decided by it.
+type Principal struct {
+	Issuer string
+	// Kind is "usr" or "age" for AM's compound subjects "(usr!X)" and "(age!X)", "client" for an introspection
+	// answer without sub (the client itself), "" for any other sub.
+	Kind    string
+	Subject string // sub as issued; the client id when Kind is "client"
+}
+
+// String encodes the principal as a JSON array of its three parts: unambiguous whatever the parts hold, and never
+// a plain thing id, so an owner recorded as a plain id can never be taken for a principal.
+func (p Principal) String() string {
+	b, _ := json.Marshal([3]string{p.Issuer, p.Kind, p.Subject}) // strings always marshal
+	return string(b)
+}
+
+// PrincipalOfClaims derives the principal from a token's decoded claims, by the same rule validation uses (sub,
+// else client_id). It serves records that kept the claims but not the principal.
+func PrincipalOfClaims(claims map[string]any) (Principal, error) {
+	sub, err := stringClaim(claims, "sub")
+	if err != nil {
+		return Principal{}, err
+	}
+	fromClient := false
+	if sub == "" {
+		if sub, err = stringClaim(claims, "client_id"); err != nil {
+			return Principal{}, err
+		}
+		fromClient = true
+	}
+	if sub == "" {
+		return Principal{}, invalid(ReasonSubMissing, nil)
+	}
+	iss, err := stringClaim(claims, "iss")
+	if err != nil {
+		return Principal{}, err
+	}
+	return principal(iss, sub, fromClient), nil
+}
+
+// principal builds the principal of a subject; fromClient marks a subject taken from client_id.
+func principal(iss, sub string, fromClient bool) Principal {
+	p := Principal{Issuer: iss, Subject: sub}
+	switch {
+	case fromClient:
+		p.Kind = "client"
+	case strings.HasPrefix(sub, "(usr!") && strings.HasSuffix(sub, ")"):
+		p.Kind = "usr"
+	case strings.HasPrefix(sub, "(age!") && strings.HasSuffix(sub, ")"):
+		p.Kind = "age"
+	}
+	return p
 }
 
 // Methods that produced a Token.
@@ -81,6 +140,7 @@ func tokenFromClaims(claims map[string]any, method string) (*Token, error) {
 	if t.Subject, err = stringClaim(claims, "sub"); err != nil {
 		return nil, err
 	}
+	fromClient := false
 	if t.Subject == "" && method == MethodIntrospection {
 		// RFC 7662 makes sub optional, and providers omit it for client_credentials
 		// tokens, whose principal is the client itself (RFC 9068 §2.2 puts the client
@@ -88,6 +148,7 @@ func tokenFromClaims(claims map[string]any, method string) (*Token, error) {
 		if t.Subject, err = stringClaim(claims, "client_id"); err != nil {
 			return nil, err
 		}
+		fromClient = true
 	}
 	if t.Subject == "" {
 		return nil, invalid(ReasonSubMissing, nil)
@@ -103,6 +164,7 @@ func tokenFromClaims(claims map[string]any, method string) (*Token, error) {
 		return nil, err
 	}
 	t.ThingID = thingID(t.Subject, subname)
+	t.Principal = principal(t.Issuer, t.Subject, fromClient)
 	if t.Audience, err = audience(claims); err != nil {
 		return nil, err
 	}
@@ -138,6 +200,30 @@ func thingID(sub, subname string) string {
 		}
 	}
 	return sub
+}
+
+// checkAccessToken is the one rule, for JWTs and introspection answers alike, by which a genuine token of another
+// kind (an ID token, a refresh token) is not accepted as an access token. AM signs ID tokens with the same key,
+// issuer and audience as access tokens and names the kind only in tokenName, which must then be "access_token".
+// token_type (RFC 7662 §2.2; AM puts it in its JWTs too) must be an access token's type: "Bearer", "DPoP" (RFC
+// 9449) or "access_token", in any letter case; "refresh_token" and anything else is refused. An absent (or null)
+// token_type is accepted: RFC 7662 makes it optional and many providers omit it (AM always sends it).
+func checkAccessToken(claims map[string]any) error {
+	if name, ok := claims["tokenName"]; ok && name != "access_token" {
+		return invalid(ReasonNotAccessToken, nil)
+	}
+	typ, err := stringClaim(claims, "token_type")
+	if err != nil {
+		return err
+	}
+	if v, present := claims["token_type"]; !present || v == nil {
+		return nil
+	}
+	switch strings.ToLower(typ) {
+	case "bearer", "dpop", "access_token":
+		return nil
+	}
+	return invalid(ReasonNotAccessType, fmt.Errorf("token_type %q", truncate(typ, 32)))
 }
 
 // claimTypeError reports a claim of the wrong JSON type; the claim name is safe to show, its value is not needed.

@@ -1,7 +1,9 @@
 // Package issuer is a small, real OAuth2 token issuer for tests and the load test:
 // OIDC discovery, a JWKS, ES256 JWT access tokens, opaque tokens behind an RFC 7662
 // introspection endpoint (client-authenticated), revocation, key rotation, and
-// fault modes (down, slow, 500, garbage, added latency, error rate).
+// fault modes (down, slow, 500, garbage, added latency, error rate). It also issues
+// refresh tokens, which introspection reports as such, for tests that must refuse
+// them.
 //
 // It listens on 127.0.0.1 only. It is not an identity server for people to use;
 // amdev is.
@@ -243,6 +245,16 @@ func (is *Issuer) MintOpaque(c Claims, ttl time.Duration) string {
 	is.opaque[tok] = claims
 	is.mu.Unlock()
 	return tok
+}
+
+// MintRefresh issues an opaque refresh token: introspection reports it active with
+// token_type "refresh_token", as AM does for its refresh tokens.
+func (is *Issuer) MintRefresh(c Claims, ttl time.Duration) string {
+	rc := Claims{"token_type": "refresh_token"}
+	for k, v := range c {
+		rc[k] = v
+	}
+	return is.MintOpaque(rc, ttl)
 }
 
 // Revoke makes introspection answer active:false for the token from now on.

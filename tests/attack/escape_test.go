@@ -390,8 +390,139 @@ func escapeCases() []escapeCase {
 			barrier(t, e.thing(t, "t3"), obs, "things/t3/telemetry/barrier")
 			obs.inbox.none(t, "things/t2/telemetry/x")
 		}},
+
+		// Identities that share a plain id: a thing named like an OAuth2 client, a
+		// subject of another issuer.
+		{"thing (usr!cloud-app) takes over the client (age!cloud-app)", "a client id belongs to the whole principal, not the plain id", nil, sameNameTakeover("(age!cloud-app)", "(usr!cloud-app)")},
+		{"client (age!cloud-app) takes over the thing (usr!cloud-app)", "a client id belongs to the whole principal, not the plain id", nil, sameNameTakeover("(usr!cloud-app)", "(age!cloud-app)")},
+		{"thing (usr!cloud-app) resumes the offline client (age!cloud-app)", "a stored session is never inherited by a same-named identity of another kind", nil, func(t *testing.T, e *env) {
+			owner := e.mustConnect5("cloud-app", e.idp.token("(age!cloud-app)", "fleet:read"), opts5{expiry: 3600})
+			owner.subscribe(t, 1, "things/+/telemetry/#")
+			_ = owner.c.Disconnect(&paho.Disconnect{})
+			waitFor(t, "owner offline", func() bool {
+				cl, ok := e.b.Server().Clients.Get("cloud-app")
+				return ok && cl.Closed()
+			})
+			rogue := e.mustConnect5("cloud-app", e.idp.token("(usr!cloud-app)", "publish", "subscribe"), opts5{expiry: 3600})
+			if rogue.ack.SessionPresent {
+				t.Fatal("ESCAPE: a thing named like the client was given the client's stored session")
+			}
+		}},
+		{"same subject from another issuer takes over", "a subject of one issuer is not the same identity as that subject of another", []func(*broker.Config){introspectionOnly}, func(t *testing.T, e *env) {
+			owner := e.mustConnect5("cloud-app", e.idp.opaqueWith("cloud-app", func(m map[string]any) { m["scope"] = "fleet:read" }), opts5{expiry: 3600})
+			owner.subscribe(t, 1, "things/+/telemetry/#")
+			other := e.idp.opaqueWith("cloud-app", func(m map[string]any) { m["iss"] = "https://other.example" })
+			if r := e.connect5("cloud-app", other, opts5{clean: true}); r.code() != 0x87 {
+				t.Fatalf("takeover by another issuer's cloud-app: CONNACK %#x, want 0x87", r.code())
+			}
+			t1 := e.mustConnect5("t1", e.idp.opaqueToken("t1", time.Hour, "publish"), opts5{clean: true})
+			barrier(t, t1, owner, "things/t1/telemetry/still-mine")
+			select {
+			case d := <-owner.discon:
+				t.Fatalf("the owner was disconnected (%#x)", d.ReasonCode)
+			default:
+			}
+		}},
+		{"re-auth as a same-named identity of another kind", "re-authentication cannot change the principal, even when the plain id stays", nil, func(t *testing.T, e *env) {
+			r := e.mustConnect5("cloud-app", e.idp.token("(age!cloud-app)", "fleet:read"), opts5{clean: true, authData: true})
+			resp, err := r.c.Authenticate(ctxT(t), &paho.Auth{ReasonCode: 0x19,
+				Properties: &paho.AuthProperties{AuthMethod: "OAUTH2-JWT", AuthData: []byte(e.idp.token("(usr!cloud-app)", "publish", "subscribe"))}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Success || resp.ReasonCode != 0x87 {
+				t.Fatalf("re-auth as (usr!cloud-app): %+v, want DISCONNECT 0x87", resp)
+			}
+		}},
+
+		// What a re-check of an introspected token learns is put in force.
+		{"re-check narrows the scopes", "a subscription the token's current scopes no longer allow is removed", []func(*broker.Config){recheckEvery200ms}, func(t *testing.T, e *env) {
+			tok := e.idp.opaqueWith("cloud-app", func(m map[string]any) { m["scope"] = "fleet:read" })
+			app := e.mustConnect5("cloud-app", tok, opts5{clean: true})
+			if codes := app.subscribe(t, 1, "things/+/telemetry/#"); denied(codes, 0) {
+				t.Fatalf("SUBACK %x", codes)
+			}
+			e.idp.setClaims(tok, func(m map[string]any) { m["scope"] = "publish" })
+			waitFor(t, "the subscription removed after a re-check", func() bool {
+				cl, ok := e.b.Server().Clients.Get("cloud-app")
+				return ok && len(cl.State.Subscriptions.GetAll()) == 0
+			})
+			obs := e.observer(t)
+			t1 := e.mustConnect5("t1", e.idp.opaqueToken("t1", time.Hour, "publish"), opts5{clean: true})
+			t1.publish(t, "things/t1/telemetry/after", 1, false, "after the scope was withdrawn")
+			barrier(t, t1, obs, "things/t1/telemetry/barrier")
+			app.inbox.none(t, "things/t1/telemetry/after")
+		}},
+		{"re-check learns an exp", "an exp first learnt by a re-check ends the session at that time (0xA0)", []func(*broker.Config){recheckEvery200ms}, func(t *testing.T, e *env) {
+			tok := e.idp.opaqueWith("t1", func(m map[string]any) { m["exp"] = nil })
+			r := e.mustConnect5("t1", tok, opts5{clean: true})
+			exp := time.Now().Add(1500 * time.Millisecond)
+			e.idp.setClaims(tok, func(m map[string]any) { m["exp"] = float64(exp.UnixMilli()) / 1000 })
+			select {
+			case d := <-r.discon:
+				if d.ReasonCode != 0xA0 {
+					t.Fatalf("DISCONNECT %#x, want 0xa0 (the expiry timer, not a later re-check)", d.ReasonCode)
+				}
+				if early := time.Until(exp); early > 50*time.Millisecond {
+					t.Fatalf("disconnected %s before exp", early)
+				}
+			case <-time.After(time.Until(exp) + 5*time.Second):
+				t.Fatal("no DISCONNECT at the exp a re-check learnt")
+			}
+		}},
+		{"no exp and re-checks disabled", "a session must have an end: exp or a re-check", []func(*broker.Config){func(c *broker.Config) { c.RevalidateInterval = -1 }}, func(t *testing.T, e *env) {
+			tok := e.idp.opaqueWith("t1", func(m map[string]any) { m["exp"] = nil })
+			if r := e.connect5("t1", tok, opts5{clean: true}); r.code() != 0x86 {
+				t.Fatalf("CONNACK %#x, want 0x86", r.code())
+			}
+		}},
 	}
 }
+
+// sameNameTakeover has the principal owner hold a persistent session under client id
+// cloud-app and the principal rogue, whose plain id is the same, connect under it:
+// CONNACK 0x87, the owner stays connected and keeps receiving, and its stored session
+// resumes whole.
+func sameNameTakeover(owner, rogue string) func(t *testing.T, e *env) {
+	return func(t *testing.T, e *env) {
+		ownerTok := e.idp.token(owner, "fleet:read")
+		o := e.mustConnect5("cloud-app", ownerTok, opts5{expiry: 3600})
+		if codes := o.subscribe(t, 1, "things/+/telemetry/#"); denied(codes, 0) {
+			t.Fatalf("SUBACK %x", codes)
+		}
+		for _, clean := range []bool{true, false} {
+			if r := e.connect5("cloud-app", e.idp.token(rogue, "publish", "subscribe"), opts5{clean: clean, expiry: 3600}); r.code() != 0x87 {
+				t.Fatalf("%s as cloud-app (clean %v): CONNACK %#x, want 0x87", rogue, clean, r.code())
+			}
+		}
+		t1 := e.thing(t, "t1")
+		barrier(t, t1, o, "things/t1/telemetry/still-mine")
+		select {
+		case d := <-o.discon:
+			t.Fatalf("the owner was disconnected (%#x)", d.ReasonCode)
+		default:
+		}
+		_ = o.c.Disconnect(&paho.Disconnect{})
+		waitFor(t, "owner offline", func() bool {
+			cl, ok := e.b.Server().Clients.Get("cloud-app")
+			return ok && cl.Closed()
+		})
+		t1.publish(t, "things/t1/telemetry/queued", 1, false, "queued for the owner")
+		back := e.mustConnect5("cloud-app", ownerTok, opts5{expiry: 3600})
+		if !back.ack.SessionPresent {
+			t.Fatal("the owner's stored session is gone")
+		}
+		back.inbox.wait(t, "things/t1/telemetry/queued")
+		barrier(t, t1, back, "things/t1/telemetry/after")
+	}
+}
+
+// introspectionOnly has every token introspected, with no issuer configured: the
+// answers' issuers are not checked, as for a provider serving several realms.
+func introspectionOnly(c *broker.Config) { c.Issuer = "" }
+
+// recheckEvery200ms re-checks introspected tokens every 200 ms.
+func recheckEvery200ms(c *broker.Config) { c.RevalidateInterval = 200 * time.Millisecond }
 
 // aliasEscape sends an alias-setting PUBLISH on an allowed topic and then, unless
 // aliasOnly, an alias-only one; the broker must refuse the alias (DISCONNECT 0x94)

@@ -113,9 +113,11 @@ func (p *idp) introspect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := map[string]any{"active": true, "token_type": "Bearer"}
+	p.mu.Lock()
 	for k, v := range claims {
 		out[k] = v
 	}
+	p.mu.Unlock()
 	writeJSON(w, out)
 }
 
@@ -163,6 +165,28 @@ func (p *idp) opaqueToken(sub string, ttl time.Duration, scopes ...string) strin
 	p.opaque[tok] = c
 	p.mu.Unlock()
 	return tok
+}
+
+// opaqueWith registers an opaque token for sub (publish and subscribe, an hour) whose
+// introspection answer mod changed; a claim set to nil is left out of the answer.
+func (p *idp) opaqueWith(sub string, mod func(map[string]any)) string {
+	tok := p.opaqueToken(sub, time.Hour, "publish", "subscribe")
+	p.setClaims(tok, mod)
+	return tok
+}
+
+// setClaims changes what introspection answers about a registered opaque token from
+// now on; a claim set to nil is left out.
+func (p *idp) setClaims(tok string, mod func(map[string]any)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.opaque[tok]
+	mod(c)
+	for k, v := range c {
+		if v == nil {
+			delete(c, k)
+		}
+	}
 }
 
 // signJWS builds a compact JWS over the exact header and payload bytes. key is an

@@ -389,6 +389,14 @@ func tokenCases() []tokenCase {
 		{"subname + overriding sub t1, client id +", "+", func(c *corpus) string {
 			return c.tok(func(m map[string]any) { m["sub"] = "t1"; m["subname"] = "+" }, nil)
 		}, refusedAny},
+
+		// Token kinds: genuine tokens that are not access tokens.
+		{"refresh token presented as access token (introspection token_type)", "", func(c *corpus) string {
+			return c.idp.opaqueWith("t1", func(m map[string]any) { m["token_type"] = "refresh_token" })
+		}, badToken},
+		{"refresh token presented as access token (JWT token_type)", "", func(c *corpus) string {
+			return c.tok(func(m map[string]any) { m["token_type"] = "refresh_token" }, nil)
+		}, badToken},
 	}
 }
 
