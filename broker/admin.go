@@ -13,7 +13,8 @@ import (
 )
 
 // adminServer serves the operator's endpoints: /healthz (the process answers),
-// /readyz (listeners bound and the identity provider usable) and /metrics.
+// /readyz (listeners bound and the identity provider usable), /metrics, and the
+// read-only status page /status (see statusAccess for who may read it).
 type adminServer struct {
 	srv  *http.Server
 	addr string
@@ -38,6 +39,8 @@ func startAdmin(addr string, b *Broker) (*adminServer, error) {
 		writeStatus(w, http.StatusOK, "ready", "")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(b.registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /status", b.serveStatus(newStatusAccess(b.cfg)))
+	mux.Handle("GET /{$}", http.RedirectHandler("/status", http.StatusFound))
 	a := &adminServer{
 		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
 		addr: ln.Addr().String(),

@@ -39,6 +39,7 @@ type Broker struct {
 	store    mqtt.Hook // the storage hook, nil without a data directory
 	registry *prometheus.Registry
 	admin    *adminServer
+	denials  *denialRing // recent denials, for the status page
 	addrs    map[string]string
 	ready    func(ctx context.Context) error
 
@@ -82,6 +83,7 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b.ready = ready
+	b.denials = newDenialRing(recentDenials)
 	b.server = mqtt.New(&mqtt.Options{
 		Capabilities:           cfg.capabilities(),
 		Logger:                 mochiLogger(cfg.Logger),
@@ -188,6 +190,7 @@ func (b *Broker) newHook(v hooks.TokenValidator, p *authz.Policy, m *hooks.Metri
 		Audit:              b.cfg.Audit,
 		Metrics:            m,
 		Storage:            storage,
+		Denied:             b.denials.add,
 	}
 	if b.sessions != nil {
 		cfg.Sessions = b.sessions

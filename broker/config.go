@@ -80,6 +80,11 @@ type Config struct {
 	MaxClients      int64         `yaml:"max_clients"`      // 0: no limit
 	SysInterval     time.Duration `yaml:"sys_interval"`     // $SYS publishing interval (default 30s, at least 10s)
 
+	// AdminToken guards the admin listener's status page (bearer token, or the
+	// password of HTTP basic authentication). Without it the page is served only
+	// on a loopback admin_addr.
+	AdminToken string `yaml:"admin_token"`
+
 	// ServerKeepAlive, when set, replaces the keep-alive of MQTT 5 clients and is
 	// sent to them in CONNACK (3.1.1 cannot be told one and keeps its own).
 	ServerKeepAlive time.Duration `yaml:"server_keep_alive"`
