@@ -45,6 +45,7 @@ func startAdmin(addr string, b *Broker) (*adminServer, error) {
 		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
 		addr: ln.Addr().String(),
 	}
+	b.addrs["admin"] = a.addr // before serving: the status page reads b.addrs
 	go func() {
 		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			b.log.Error("admin endpoint stopped", "error", err)

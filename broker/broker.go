@@ -161,7 +161,6 @@ func (b *Broker) serve(ctx context.Context) (*Broker, error) {
 			return fail(err)
 		}
 		b.admin = admin
-		b.addrs["admin"] = admin.addr
 	}
 	if b.hook != nil {
 		go b.watchPolicy(ctx)
