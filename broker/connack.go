@@ -31,8 +31,8 @@ type servedConn struct {
 	// Read side, used only by mochi's reading goroutine.
 	limit   *packetLimit // nil: no limit
 	meter   packetMeter
-	pending []byte // bytes from an oversized packet on, held back until mochi asks for them
-	tooBig  int    // size of that packet, answered at the next Read
+	refused bool // a packet above the limit arrived: no more bytes for mochi
+	tooBig  int  // its size, when it is still to be answered at the next Read
 }
 
 func newServedConn(c net.Conn, limit *packetLimit) *servedConn {

@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"log/slog"
-	"slices"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -99,19 +98,20 @@ func (m *packetMeter) feed(b []byte, max uint32) (start, size int, over bool) {
 	return 0, 0, false
 }
 
-// Read hands mochi the client's bytes. When an oversized packet's header arrives
-// behind other packets in the same chunk, Read stops at that packet's start and
-// answers it only on the next call, when mochi has read (and, reading packet by
-// packet, handled) everything before it.
+// Read hands mochi the client's bytes up to, never including, a packet above the
+// limit. When such a packet's header arrives behind other packets in the same
+// chunk, Read returns those packets and answers the oversized one only at the next
+// call, when mochi has read (and, reading packet by packet, handled) everything
+// before it. From then on Read fails, so mochi ends the connection without seeing
+// any of the oversized packet (its own check, on the Remaining Length alone, would
+// let a packet a few bytes over through).
 func (c *servedConn) Read(p []byte) (int, error) {
-	if c.tooBig > 0 {
-		c.packetTooLarge(c.tooBig)
-		c.tooBig = 0
-	}
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
-		return n, nil
+	if c.refused {
+		if c.tooBig > 0 {
+			c.packetTooLarge(c.tooBig)
+			c.tooBig = 0
+		}
+		return 0, packets.ErrPacketTooLarge
 	}
 	n, err := c.Conn.Read(p)
 	if c.limit == nil || c.meter.off || n == 0 {
@@ -121,13 +121,13 @@ func (c *servedConn) Read(p []byte) (int, error) {
 	if !over {
 		return n, err
 	}
+	c.refused = true
 	if start > 0 {
-		c.pending = slices.Clone(p[start:n])
 		c.tooBig = size
 		return start, nil
 	}
 	c.packetTooLarge(size)
-	return n, err
+	return 0, packets.ErrPacketTooLarge
 }
 
 // packetTooLarge records a packet above the limit and answers an MQTT 5 client

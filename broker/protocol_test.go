@@ -92,31 +92,69 @@ func TestServerKeepAliveEnforced(t *testing.T) {
 }
 
 // A PUBLISH above the limit gets DISCONNECT 0x95 and an audit line naming the
-// client and the size; the packet before it, in the same write, is still handled.
+// client and the size, and reaches no subscriber, even when only its fixed header
+// takes it over the limit; the packet before it, in the same write, is handled.
 func TestOversizedPublish(t *testing.T) {
-	var audit logLines
-	b, iss := startBroker(t, func(c *Config) { c.Audit = slog.New(slog.NewTextHandler(&audit, nil)) })
-	r, _ := connectRaw(t, b, iss, 30)
-	small := mqtttest.Encode(t, publish("things/t1/telemetry/a", 1, []byte("ok")))
-	big := mqtttest.Encode(t, publish("things/t1/telemetry/a", 2, make([]byte, 300<<10)))
-	go func() { _ = r.Write(append(small, big...)) }() // the broker stops reading mid-way
+	const limit = 256 << 10
+	topic := "things/t1/telemetry/a"
+	for _, tc := range []struct {
+		name    string
+		payload int
+	}{
+		{"far above", 300 << 10},
+		// 1 + 3 length bytes + 2 + len(topic) + 2 packet id + 1 properties length +
+		// payload = limit + 1 bytes; mochi's own check (Remaining Length + 1) passes it.
+		{"one byte above", limit + 1 - (1 + 3 + 2 + len(topic) + 2 + 1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var audit logLines
+			b, iss := startBroker(t, func(c *Config) {
+				c.Audit = slog.New(slog.NewTextHandler(&audit, nil))
+				c.ClientIDBinding = []string{"{sub}", "{sub}:*"}
+			})
+			tok := iss.Mint(issuer.Claims{"sub": "t1", "scope": "publish"}, time.Hour)
+			sub := mqtttest.Connect(t, b.Addr("tcp"), "t1:sub", tok)
+			if err := sub.Send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1,
+				Filters: packets.Subscriptions{{Filter: "things/t1/telemetry/#"}}}); err != nil {
+				t.Fatal(err)
+			}
+			if ack, ok := sub.Read(5 * time.Second); !ok || ack.FixedHeader.Type != packets.Suback {
+				t.Fatalf("SUBACK: %+v", ack.FixedHeader)
+			}
 
-	ack, ok := r.Read(5 * time.Second)
-	if !ok || ack.FixedHeader.Type != packets.Puback || ack.PacketID != 1 {
-		t.Fatalf("want PUBACK 1 for the packet before the oversized one, got ok=%v %+v", ok, ack.FixedHeader)
-	}
-	disc, ok := r.Read(5 * time.Second)
-	if !ok || disc.FixedHeader.Type != packets.Disconnect || disc.ReasonCode != packets.ErrPacketTooLarge.Code {
-		t.Fatalf("want DISCONNECT 0x95, got ok=%v %+v code %#x", ok, disc.FixedHeader, disc.ReasonCode)
-	}
-	if !r.ClosedWithin(5 * time.Second) {
-		t.Fatal("connection still open after DISCONNECT 0x95")
-	}
-	line := audit.String()
-	for _, want := range []string{"event=packet_too_large", "client_id=t1", "thing_id=t1", "size=" + strconv.Itoa(len(big)), "limit=262144"} {
-		if !strings.Contains(line, want) {
-			t.Errorf("audit log lacks %q:\n%s", want, line)
-		}
+			r, _ := connectRaw(t, b, iss, 30)
+			small := mqtttest.Encode(t, publish(topic, 1, []byte("ok")))
+			big := mqtttest.Encode(t, publish(topic, 2, make([]byte, tc.payload)))
+			if len(big) <= limit {
+				t.Fatalf("test packet of %d bytes is not above the limit", len(big))
+			}
+			go func() { _ = r.Write(append(small, big...)) }() // the broker stops reading mid-way
+
+			ack, ok := r.Read(5 * time.Second)
+			if !ok || ack.FixedHeader.Type != packets.Puback || ack.PacketID != 1 {
+				t.Fatalf("want PUBACK 1 for the packet before the oversized one, got ok=%v %+v", ok, ack.FixedHeader)
+			}
+			disc, ok := r.Read(5 * time.Second)
+			if !ok || disc.FixedHeader.Type != packets.Disconnect || disc.ReasonCode != packets.ErrPacketTooLarge.Code {
+				t.Fatalf("want DISCONNECT 0x95, got ok=%v %+v code %#x", ok, disc.FixedHeader, disc.ReasonCode)
+			}
+			if !r.ClosedWithin(5 * time.Second) {
+				t.Fatal("connection still open after DISCONNECT 0x95")
+			}
+			if m, ok := sub.Read(5 * time.Second); !ok || m.FixedHeader.Type != packets.Publish || string(m.Payload) != "ok" {
+				t.Fatalf("subscriber: want the small message, got ok=%v %+v", ok, m.FixedHeader)
+			}
+			if m, ok := sub.Read(time.Second); ok {
+				t.Fatalf("the oversized packet reached a subscriber: %+v, %d bytes", m.FixedHeader, len(m.Payload))
+			}
+			line := audit.String()
+			for _, want := range []string{"event=packet_too_large", "client_id=t1", "thing_id=t1",
+				"size=" + strconv.Itoa(len(big)), "limit=262144"} {
+				if !strings.Contains(line, want) {
+					t.Errorf("audit log lacks %q:\n%s", want, line)
+				}
+			}
+		})
 	}
 }
 
