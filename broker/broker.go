@@ -1,7 +1,7 @@
 // Package broker assembles a running imb: the mochi-mqtt server with imb's identity
 // hook, its listeners (TCP, TLS, WebSocket), optional persistence, and the admin
-// HTTP endpoints (health, readiness, Prometheus metrics). cmd/imb, the dev command,
-// the tests and the load test all start brokers through it.
+// HTTP endpoints (health, readiness, Prometheus metrics, the status page). cmd/imb,
+// the dev command, the tests and the load test all start brokers through it.
 package broker
 
 import (
