@@ -13,7 +13,8 @@ import (
 )
 
 // adminServer serves the operator's endpoints: /healthz (the process answers),
-// /readyz (listeners bound and the identity provider usable) and /metrics.
+// /readyz (listeners bound and the identity provider usable), /metrics, and the
+// read-only status page /status (see statusAccess for who may read it).
 type adminServer struct {
 	srv  *http.Server
 	addr string
@@ -38,10 +39,13 @@ func startAdmin(addr string, b *Broker) (*adminServer, error) {
 		writeStatus(w, http.StatusOK, "ready", "")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(b.registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /status", b.serveStatus(newStatusAccess(b.cfg)))
+	mux.Handle("GET /{$}", http.RedirectHandler("/status", http.StatusFound))
 	a := &adminServer{
 		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
 		addr: ln.Addr().String(),
 	}
+	b.addrs["admin"] = a.addr // before serving: the status page reads b.addrs
 	go func() {
 		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			b.log.Error("admin endpoint stopped", "error", err)

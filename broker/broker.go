@@ -1,7 +1,7 @@
 // Package broker assembles a running imb: the mochi-mqtt server with imb's identity
 // hook, its listeners (TCP, TLS, WebSocket), optional persistence, and the admin
-// HTTP endpoints (health, readiness, Prometheus metrics). cmd/imb, the dev command,
-// the tests and the load test all start brokers through it.
+// HTTP endpoints (health, readiness, Prometheus metrics, the status page). cmd/imb,
+// the dev command, the tests and the load test all start brokers through it.
 package broker
 
 import (
@@ -39,6 +39,7 @@ type Broker struct {
 	store    mqtt.Hook // the storage hook, nil without a data directory
 	registry *prometheus.Registry
 	admin    *adminServer
+	denials  *denialRing // recent denials, for the status page
 	addrs    map[string]string
 	ready    func(ctx context.Context) error
 
@@ -58,10 +59,13 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		if err := cfg.checkLoopbackOnly(); err != nil {
 			return nil, err
 		}
-		b.server = mqtt.New(&mqtt.Options{Capabilities: cfg.capabilities(), Logger: cfg.Logger.With("component", "mqtt"),
+		b.server = mqtt.New(&mqtt.Options{Capabilities: cfg.capabilities(), Logger: mochiLogger(cfg.Logger),
 			SysTopicResendInterval: int64(cfg.SysInterval / time.Second)})
 		b.registry = prometheus.NewRegistry()
 		if err := b.server.AddHook(new(auth.AllowHook), nil); err != nil {
+			return nil, err
+		}
+		if err := b.server.AddHook(b.protocolHook(), nil); err != nil {
 			return nil, err
 		}
 		return b.serve(ctx)
@@ -79,9 +83,10 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b.ready = ready
+	b.denials = newDenialRing(recentDenials)
 	b.server = mqtt.New(&mqtt.Options{
 		Capabilities:           cfg.capabilities(),
-		Logger:                 cfg.Logger.With("component", "mqtt"),
+		Logger:                 mochiLogger(cfg.Logger),
 		SysTopicResendInterval: int64(cfg.SysInterval / time.Second),
 	})
 	b.registry = prometheus.NewRegistry()
@@ -110,6 +115,9 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 	}
 	if b.hook, err = b.newHook(validator, policy, metrics, store); err == nil {
 		err = b.server.AddHook(b.hook, nil)
+	}
+	if err == nil {
+		err = b.server.AddHook(b.protocolHook(), nil)
 	}
 	if err == nil && store != nil {
 		if err = b.server.AddHook(store, storeOpts); err != nil {
@@ -153,7 +161,6 @@ func (b *Broker) serve(ctx context.Context) (*Broker, error) {
 			return fail(err)
 		}
 		b.admin = admin
-		b.addrs["admin"] = admin.addr
 	}
 	if b.hook != nil {
 		go b.watchPolicy(ctx)
@@ -162,6 +169,11 @@ func (b *Broker) serve(ctx context.Context) (*Broker, error) {
 		b.log.Warn("imb broker started WITHOUT authentication or authorization (allow-all baseline)", "listeners", b.addrs)
 	}
 	return b, nil
+}
+
+// protocolHook is the hook for what CONNACK promises beyond mochi's options.
+func (b *Broker) protocolHook() *protocolHook {
+	return &protocolHook{keepAlive: uint16(b.cfg.ServerKeepAlive / time.Second)}
 }
 
 func (b *Broker) newHook(v hooks.TokenValidator, p *authz.Policy, m *hooks.Metrics, storage mqtt.Hook) (*hooks.Hook, error) {
@@ -177,12 +189,18 @@ func (b *Broker) newHook(v hooks.TokenValidator, p *authz.Policy, m *hooks.Metri
 		Audit:              b.cfg.Audit,
 		Metrics:            m,
 		Storage:            storage,
+		Denied:             b.denials.add,
 	}
 	if b.sessions != nil {
 		cfg.Sessions = b.sessions
 		cfg.Journal = journal{b.sessions}
 	}
 	return hooks.New(cfg)
+}
+
+// packetLimit is what connections need to enforce the Maximum Packet Size.
+func (b *Broker) packetLimit() *packetLimit {
+	return &packetLimit{max: b.cfg.MaxPacketSize, server: b.server, audit: b.cfg.Audit}
 }
 
 // listen binds every configured listener.
@@ -223,7 +241,7 @@ func (b *Broker) listen() error {
 			l = tls.NewListener(ln, tlsConf)
 		}
 		b.addrs[s.id] = ln.Addr().String()
-		if err := b.server.AddListener(newListener(s.id, s.proto, l, b.cfg.ConnectDeadline, b.recovered, b.closeClients)); err != nil {
+		if err := b.server.AddListener(newListener(s.id, s.proto, l, b.cfg.ConnectDeadline, b.packetLimit(), b.recovered, b.closeClients)); err != nil {
 			return err
 		}
 	}
@@ -345,7 +363,7 @@ func registerCacheMetrics(reg prometheus.Registerer, c *introspect.Cache) {
 // listener, with the same protection against panics in mochi's packet decoders; it
 // returns when the connection ends. Fuzz tests feed in-memory connections here.
 func (b *Broker) ServeConn(conn net.Conn) error {
-	return serveConn(b.server.EstablishConnection, "tcp", conn, b.log, b.recovered)
+	return serveConn(b.server.EstablishConnection, "tcp", conn, b.packetLimit(), b.log, b.recovered)
 }
 
 // closeClients disconnects every client of a listener, for shutdown.

@@ -80,6 +80,15 @@ type Config struct {
 	MaxClients      int64         `yaml:"max_clients"`      // 0: no limit
 	SysInterval     time.Duration `yaml:"sys_interval"`     // $SYS publishing interval (default 30s, at least 10s)
 
+	// AdminToken guards the admin listener's status page (bearer token, or the
+	// password of HTTP basic authentication). Without it the page is served only
+	// on a loopback admin_addr.
+	AdminToken string `yaml:"admin_token"`
+
+	// ServerKeepAlive, when set, replaces the keep-alive of MQTT 5 clients and is
+	// sent to them in CONNACK (3.1.1 cannot be told one and keeps its own).
+	ServerKeepAlive time.Duration `yaml:"server_keep_alive"`
+
 	// Logger receives operational logs; Audit the audit trail (default: Logger).
 	Logger *slog.Logger `yaml:"-"`
 	Audit  *slog.Logger `yaml:"-"`
@@ -100,6 +109,9 @@ func (c *Config) capabilities() *mqtt.Capabilities {
 	caps.MaximumSessionExpiryInterval = uint32(c.MaxSessionExpiry / time.Second)
 	caps.MaximumMessageExpiryInterval = int64(c.MessageExpiry / time.Second)
 	caps.MaximumInflight = c.MaxInflight
+	// mochi copies a PUBLISH's properties (user properties included) into its
+	// PUBACK/PUBREC; strict clients refuse acknowledgements carrying them.
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	if c.MaxClients > 0 {
 		caps.MaximumClients = c.MaxClients
 	}
@@ -190,6 +202,9 @@ func (c *Config) fill() error {
 	}
 	if c.SysInterval < 10*time.Second {
 		return fmt.Errorf("sys_interval %s: must be at least 10s ($SYS publishing reads memory statistics every tick)", c.SysInterval)
+	}
+	if c.ServerKeepAlive < 0 || c.ServerKeepAlive > 65535*time.Second || c.ServerKeepAlive%time.Second != 0 {
+		return fmt.Errorf("server_keep_alive %s: want whole seconds between 0s and 65535s", c.ServerKeepAlive)
 	}
 	if c.Policy == nil && c.PolicyFile == "" {
 		c.PolicyFile = d.PolicyFile

@@ -5,28 +5,39 @@ import (
 	"net"
 	"sync/atomic"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// servedConn is every connection the broker serves. It does two things for the
-// identity hook:
+// servedConn is every connection the broker serves. It does three things:
 //
-//   - it adds the Authentication Method to a client's success CONNACK, which MQTT 5
-//     requires when the client authenticated with one and mochi's CONNACK never
-//     carries. Doing it here, on the first write, costs the other writes one atomic
-//     load; mochi's OnPacketEncode would cost every outbound packet two copies of the
-//     packet struct;
+//   - it adds to an MQTT 5 client's success CONNACK what mochi's never carries: the
+//     Maximum Packet Size, and the Authentication Method, which MQTT 5 requires when
+//     the client authenticated with one. Doing it here, on the first write, costs the
+//     other writes one atomic load; mochi's OnPacketEncode would cost every outbound
+//     packet two copies of the packet struct;
+//   - it answers a packet above the Maximum Packet Size with DISCONNECT 0x95 and an
+//     audit line, where mochi only drops the connection (see Read);
 //   - it says when mochi has finished with the connection (Ended), so that a client
 //     reconnecting under the same id waits for the old connection's clean-up, which
 //     mochi would otherwise run over the new session (deleting it by client id).
 type servedConn struct {
 	net.Conn
-	method atomic.Pointer[string] // set by the hook before mochi writes the CONNACK
+	method atomic.Pointer[string]      // set by the identity hook before mochi writes the CONNACK
+	client atomic.Pointer[mqtt.Client] // set by protocolHook once the identity hook accepted the CONNECT
 	done   atomic.Bool
 	ended  chan struct{} // closed when mochi's handling of the connection returns
+
+	// Read side, used only by mochi's reading goroutine.
+	limit   *packetLimit // nil: no limit
+	meter   packetMeter
+	refused bool // a packet above the limit arrived: no more bytes for mochi
+	tooBig  int  // its size, when it is still to be answered at the next Read
 }
 
-func newServedConn(c net.Conn) *servedConn { return &servedConn{Conn: c, ended: make(chan struct{})} }
+func newServedConn(c net.Conn, limit *packetLimit) *servedConn {
+	return &servedConn{Conn: c, limit: limit, ended: make(chan struct{})}
+}
 
 // Ended is closed once mochi has finished with the connection.
 func (c *servedConn) Ended() <-chan struct{} { return c.ended }
@@ -35,9 +46,10 @@ func (c *servedConn) Ended() <-chan struct{} { return c.ended }
 func (c *servedConn) AmendConnack(method string) { c.method.Store(&method) }
 
 func (c *servedConn) Write(p []byte) (int, error) {
-	if m := c.method.Load(); m != nil && !c.done.Load() {
+	if !c.done.Load() && c.client.Load() != nil {
+		// The first write after protocolHook has seen the accepted CONNECT: the CONNACK.
 		c.done.Store(true)
-		if q := withAuthMethod(p, *m); q != nil {
+		if q := c.amendConnack(p); q != nil {
 			if _, err := c.Conn.Write(q); err != nil {
 				return 0, err
 			}
@@ -47,15 +59,35 @@ func (c *servedConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// withAuthMethod returns the MQTT 5 success CONNACK in p with the Authentication
-// Method property added, or nil when p is not exactly one such CONNACK. mochi's own
-// codec decodes and re-encodes it, so the packet stays what mochi would write.
-func withAuthMethod(p []byte, method string) []byte {
+// amendConnack returns the MQTT 5 success CONNACK in p with the Maximum Packet
+// Size and any Authentication Method added, or nil when the client is not MQTT 5
+// or p is not exactly one such CONNACK.
+func (c *servedConn) amendConnack(p []byte) []byte {
+	if c.client.Load().Properties.ProtocolVersion != 5 {
+		return nil
+	}
+	var method string
+	if m := c.method.Load(); m != nil {
+		method = *m
+	}
+	var limit uint32
+	if c.limit != nil {
+		limit = c.limit.max
+	}
+	return withConnackProps(p, method, limit)
+}
+
+// withConnackProps returns the MQTT 5 success CONNACK in p with the Authentication
+// Method (when not empty) and Maximum Packet Size (when not 0) properties added, or
+// nil when p is not exactly one such CONNACK. mochi's own codec decodes and
+// re-encodes it, so the packet stays what mochi would write.
+func withConnackProps(p []byte, method string, maxPacket uint32) []byte {
 	pk, ok := decodeConnack(p)
-	if !ok || pk.ReasonCode >= 0x80 {
+	if !ok || pk.ReasonCode >= 0x80 || (method == "" && maxPacket == 0) {
 		return nil
 	}
 	pk.Properties.AuthenticationMethod = method
+	pk.Properties.MaximumPacketSize = maxPacket
 	var buf bytes.Buffer
 	if err := pk.ConnackEncode(&buf); err != nil {
 		return nil

@@ -32,6 +32,8 @@ type listener struct {
 	recovered func(conn net.Conn, cause any)
 	// closeClients disconnects this listener's clients on Close.
 	closeClients func(listenerID string)
+	// limit is the Maximum Packet Size its connections enforce.
+	limit *packetLimit
 
 	mu     sync.Mutex
 	closed bool
@@ -41,8 +43,8 @@ type listener struct {
 
 var _ listeners.Listener = (*listener)(nil)
 
-func newListener(id, protocol string, ln net.Listener, deadline time.Duration, recovered func(net.Conn, any), closeClients func(string)) *listener {
-	return &listener{id: id, protocol: protocol, ln: ln, deadline: deadline, recovered: recovered, closeClients: closeClients,
+func newListener(id, protocol string, ln net.Listener, deadline time.Duration, limit *packetLimit, recovered func(net.Conn, any), closeClients func(string)) *listener {
+	return &listener{id: id, protocol: protocol, ln: ln, deadline: deadline, limit: limit, recovered: recovered, closeClients: closeClients,
 		conns: map[net.Conn]struct{}{}}
 }
 
@@ -91,7 +93,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 				l.mu.Unlock()
 				l.wg.Done()
 			}()
-			if err := serveConn(establish, l.id, conn, l.log, l.recovered); err != nil {
+			if err := serveConn(establish, l.id, conn, l.limit, l.log, l.recovered); err != nil {
 				l.log.Debug("connection ended", "listener", l.id, "remote", conn.RemoteAddr().String(), "error", err)
 			}
 		}()
@@ -106,8 +108,8 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 // not take the broker down for all: mochi handles the whole connection in this
 // goroutine, so a panic in its packet decoders is recovered here, the connection
 // closed and recovered called to finish the session's bookkeeping.
-func serveConn(establish listeners.EstablishFn, id string, conn net.Conn, log *slog.Logger, recovered func(net.Conn, any)) (err error) {
-	sc := newServedConn(conn)
+func serveConn(establish listeners.EstablishFn, id string, conn net.Conn, limit *packetLimit, log *slog.Logger, recovered func(net.Conn, any)) (err error) {
+	sc := newServedConn(conn, limit)
 	conn = sc
 	defer close(sc.ended) // runs last: after mochi's handler and any recovery
 	defer func() {

@@ -188,6 +188,10 @@ func (h *Hook) auditDecision(s *session, msg string, a authz.Action, topic strin
 		slog.String("rule", rule),
 	}, extra...)
 	h.audit.Warn(msg, attrs...)
+	if h.cfg.Denied != nil {
+		h.cfg.Denied(Denial{Time: h.cfg.Now(), Action: a.String(), Topic: topic, ThingID: id.subject.ID,
+			ClientID: s.cl.ID, Remote: clientRemote(s.cl), Reason: d.Reason, Rule: rule})
+	}
 }
 
 // OnPublished ends the journal entry of a QoS 1/2 message mochi has handed to its

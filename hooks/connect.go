@@ -219,6 +219,14 @@ func (h *Hook) refuse(cl *mqtt.Client, id *identity, r *refusal) error {
 	}
 	// Audit before answering: whoever sees the CONNACK can rely on the record.
 	h.audit.Warn("connect refused", attrs...)
+	if h.cfg.Denied != nil {
+		d := Denial{Time: h.cfg.Now(), Action: "connect", ClientID: cl.ID, Remote: clientRemote(cl),
+			Reason: r.reason + " (" + hexCode(code) + ")"}
+		if id != nil {
+			d.ThingID = id.subject.ID
+		}
+		h.cfg.Denied(d)
+	}
 	ack := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Connack},
 		ReasonCode:  code,

@@ -76,6 +76,9 @@ type Config struct {
 	// Audit receives one line per accepted connection and per decision that denies
 	// or disconnects. Nil discards them.
 	Audit *slog.Logger
+	// Denied, if set, hears of every denial the audit log records (the same rate
+	// limit applies), for the admin status page. It must return quickly.
+	Denied func(Denial)
 	// Metrics, if set, counts connects, denials and disconnects.
 	Metrics *Metrics
 	// Sessions, if set, persists the identity of persistent sessions so that
@@ -200,6 +203,50 @@ func (h *Hook) ActiveSessions() int {
 		return true
 	})
 	return n
+}
+
+// Denial is one decision that refused something, as the audit log records it.
+type Denial struct {
+	Time     time.Time
+	Action   string // "connect", or the authz action: publish, subscribe, receive
+	Topic    string // empty for a refused CONNECT
+	ThingID  string // empty when no token established one
+	ClientID string
+	Remote   string
+	Reason   string
+	Rule     string // the deciding rule as FILE:LINE (name), or why none decided; empty for a refused CONNECT
+}
+
+// Connection is what the hook knows about one connected client. It holds no token.
+type Connection struct {
+	Subject  authz.Subject // thing id, client id, scopes and claims of the token
+	Remote   string
+	Method   string    // "jwt", "introspection" or "anonymous"
+	Expiry   time.Time // zero: never
+	Protocol byte
+	Skipped  []authz.Skip // rules the grants could not apply as written
+}
+
+// Connected lists the clients connected now.
+func (h *Hook) Connected() []Connection {
+	var out []Connection
+	h.sessions.Range(func(k, v any) bool {
+		cl, s := k.(*mqtt.Client), v.(*session)
+		if cl.Closed() {
+			return true
+		}
+		id := s.id.Load()
+		out = append(out, Connection{
+			Subject:  id.subject,
+			Remote:   clientRemote(cl),
+			Method:   id.method,
+			Expiry:   id.expiry,
+			Protocol: cl.Properties.ProtocolVersion,
+			Skipped:  s.grants.Load().Skipped(),
+		})
+		return true
+	})
+	return out
 }
 
 // session returns the hook's state for a client, or nil.
