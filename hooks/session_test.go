@@ -62,7 +62,9 @@ func TestOwnSessionResumesWithQueuedMessages(t *testing.T) {
 		return ok && cl.Closed()
 	})
 	thing := e.connect5("t1", e.jwt("t1", "publish"), v5opts{clean: true})
-	thing.publish(t, "things/t1/telemetry/queued", 1, false, "queued")
+	if rc := thing.publish(t, "things/t1/telemetry/queued", 1, false, "queued"); rc != 0 {
+		t.Fatalf("queued publish: PUBACK %#x, want 0 (the offline session's subscription must match)", rc)
+	}
 	back := e.connect5("cloud-app", e.jwt("cloud-app", "fleet:read"), v5opts{clean: false, expiry: 3600})
 	if back.err != nil || !back.ack.SessionPresent {
 		t.Fatalf("own session not resumed: %v %+v", back.err, back.ack)
