@@ -137,7 +137,9 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 // OnWill judges the will again when it is about to be sent, with the grants in force
 // now (the token may have been re-authenticated, revoked or the policy reloaded).
 // mochi ignores errors from OnWill, so a denied will is neutralised instead: an
-// empty topic reaches no subscriber and, without retain, no retained store.
+// empty topic reaches no subscriber and, without retain, no retained store. A will
+// with a delay is neutralised for mochi too and sent by the hook when it is due,
+// judged once more then (see delayedWills).
 func (h *Hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	s := h.session(cl)
 	if s == nil {
@@ -147,6 +149,11 @@ func (h *Hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	if !d.Allowed {
 		h.metrics.willDenied()
 		h.auditDecision(s, "will dropped", authz.Publish, will.TopicName, d)
+		return mqtt.Will{}, nil
+	}
+	if will.WillDelayInterval > 0 {
+		// mochi would send this will later without asking again: send it ourselves.
+		h.deferWill(cl, s, will)
 		return mqtt.Will{}, nil
 	}
 	return will, nil

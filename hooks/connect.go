@@ -245,6 +245,7 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 		}
 	}
 
+	h.cancelWill(cl.ID) // [MQTT-3.1.3-9]
 	h.armTimers(s)
 	if h.cfg.Sessions != nil && persistent(cl) {
 		if err := h.cfg.Sessions.Put(cl.ID, id.subject); err != nil {

@@ -109,6 +109,7 @@ type Hook struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	revalN chan struct{} // bounds concurrent revalidations
+	wills  delayedWills
 }
 
 // New checks cfg, fills its defaults and returns a hook ready for Server.AddHook.
@@ -179,6 +180,7 @@ func (h *Hook) Init(any) error { return nil }
 // Stop cancels the timers and background revalidations.
 func (h *Hook) Stop() error {
 	h.cancel()
+	h.stopWills()
 	h.sessions.Range(func(_, v any) bool {
 		v.(*session).stopTimers()
 		return true
