@@ -174,6 +174,7 @@ func (b *Broker) newHook(v hooks.TokenValidator, p *authz.Policy, m *hooks.Metri
 		WillDenied:         hooks.WillPolicy(b.cfg.WillDenied),
 		ValidateTimeout:    b.cfg.ValidateTimeout,
 		RevalidateInterval: b.cfg.RevalidateInterval,
+		MaxSubscriptions:   b.cfg.MaxSubscriptions,
 		Audit:              b.cfg.Audit,
 		Metrics:            m,
 		Storage:            storage,
