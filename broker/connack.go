@@ -24,9 +24,26 @@ type servedConn struct {
 	method atomic.Pointer[string] // set by the hook before mochi writes the CONNACK
 	done   atomic.Bool
 	ended  chan struct{} // closed when mochi's handling of the connection returns
+
+	// pending is true until the connection's first write (its CONNACK, or the AUTH
+	// of an authentication exchange) or its end; release then frees its place in
+	// the pending-connect bounds.
+	pending atomic.Bool
+	release func()
 }
 
-func newServedConn(c net.Conn) *servedConn { return &servedConn{Conn: c, ended: make(chan struct{})} }
+func newServedConn(c net.Conn, release func()) *servedConn {
+	sc := &servedConn{Conn: c, ended: make(chan struct{}), release: release}
+	sc.pending.Store(release != nil)
+	return sc
+}
+
+// answered ends the connection's pending state, once.
+func (c *servedConn) answered() {
+	if c.pending.Load() && c.pending.CompareAndSwap(true, false) {
+		c.release()
+	}
+}
 
 // Ended is closed once mochi has finished with the connection.
 func (c *servedConn) Ended() <-chan struct{} { return c.ended }
@@ -35,6 +52,7 @@ func (c *servedConn) Ended() <-chan struct{} { return c.ended }
 func (c *servedConn) AmendConnack(method string) { c.method.Store(&method) }
 
 func (c *servedConn) Write(p []byte) (int, error) {
+	c.answered()
 	if m := c.method.Load(); m != nil && !c.done.Load() {
 		c.done.Store(true)
 		if q := withAuthMethod(p, *m); q != nil {
