@@ -81,10 +81,13 @@ type Config struct {
 	// Bounds on what one client or one source address may cost the broker before
 	// and after authentication (see docs/configuration.md, "Limits"). Zero: the
 	// default; negative: no limit.
-	MaxSubscriptions          int           `yaml:"max_subscriptions"`             // per client (default 1000); beyond: SUBACK 0x97 (3.1.1: 0x80)
-	MaxPendingConnects        int           `yaml:"max_pending_connects"`          // sockets accepted and not yet answered with CONNACK, all listeners (default 4096)
-	MaxPendingConnectsPerAddr int           `yaml:"max_pending_connects_per_addr"` // the same, per source IP address (default 256)
-	SysInterval               time.Duration `yaml:"sys_interval"`                  // $SYS publishing interval (default 30s, at least 10s)
+	MaxSubscriptions          int `yaml:"max_subscriptions"`             // per client (default 1000); beyond: SUBACK 0x97 (3.1.1: 0x80)
+	MaxPendingConnects        int `yaml:"max_pending_connects"`          // sockets accepted and not yet answered with CONNACK, all listeners (default 4096)
+	MaxPendingConnectsPerAddr int `yaml:"max_pending_connects_per_addr"` // the same, per source IP address (default 256)
+	// Introspection requests caused by CONNECTs with unknown tokens; beyond: CONNACK 0x9F (3.1.1: 0x03).
+	MaxUpstreamValidations int           `yaml:"max_upstream_validations"` // in flight, all sources (default: introspect_max_conns)
+	UpstreamValidationRate float64       `yaml:"upstream_validation_rate"` // per source IP address, per second, burst twice that (default 20)
+	SysInterval            time.Duration `yaml:"sys_interval"`             // $SYS publishing interval (default 30s, at least 10s)
 
 	// Logger receives operational logs; Audit the audit trail (default: Logger).
 	Logger *slog.Logger `yaml:"-"`
@@ -193,6 +196,14 @@ func (c *Config) fill() error {
 	}
 	if c.MaxSessionExpiry <= 0 {
 		c.MaxSessionExpiry = d.MaxSessionExpiry
+	}
+	if c.MaxUpstreamValidations == 0 {
+		// As many as the connections to the endpoint: more would wait in the HTTP
+		// client's queue, behind whoever floods it.
+		c.MaxUpstreamValidations = c.IntrospectMaxConns
+	}
+	if c.UpstreamValidationRate == 0 {
+		c.UpstreamValidationRate = introspect.DefaultSourceRate
 	}
 	if c.MaxSubscriptions == 0 {
 		c.MaxSubscriptions = d.MaxSubscriptions
@@ -303,7 +314,11 @@ func (c *Config) validator(ctx context.Context) (hooks.TokenValidator, func(cont
 			Audience:     c.Audience,
 			Timeout:      c.ValidateTimeout,
 			MaxConns:     c.IntrospectMaxConns,
-			Logger:       c.Logger.With("component", "introspect"),
+			Limits: introspect.UpstreamLimits{
+				MaxInFlight:   c.MaxUpstreamValidations,
+				PerSourceRate: c.UpstreamValidationRate,
+			},
+			Logger: c.Logger.With("component", "introspect"),
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("introspection: %w", err)

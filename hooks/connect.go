@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
@@ -34,6 +35,13 @@ func unavailable(reason string) *refusal {
 	return &refusal{v5: 0x88, v3: 0x03, label: "unavailable", reason: reason}
 }
 
+// rateExceeded is a validation refused before it reached the identity provider,
+// because upstream validations are at their bound. 3.1.1 has no such code; 0x03
+// (server unavailable) also says "later".
+func rateExceeded(reason string) *refusal {
+	return &refusal{v5: 0x9F, v3: 0x03, label: "rate_exceeded", reason: reason}
+}
+
 func badAuthMethod(reason string) *refusal {
 	return &refusal{v5: 0x8C, v3: 0x05, label: "bad_auth_method", reason: reason}
 }
@@ -45,6 +53,9 @@ func refusalFor(err error) *refusal {
 	var ie *introspect.Error
 	if errors.As(err, &ie) && ie.Reason != "" {
 		reason = ie.Reason
+	}
+	if errors.Is(err, introspect.ErrBusy) {
+		return rateExceeded(reason)
 	}
 	if errors.Is(err, introspect.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 		if reason == "invalid token" {
@@ -120,6 +131,8 @@ func (h *Hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*identity, *ref
 	}
 
 	ctx, cancel := context.WithTimeout(h.ctx, h.cfg.ValidateTimeout)
+	// The source address rates the upstream requests unknown tokens cause.
+	ctx = introspect.WithSource(ctx, remoteHost(clientRemote(cl)))
 	start := time.Now()
 	tok, err := h.cfg.Validator.Validate(ctx, token)
 	cancel()
@@ -347,6 +360,14 @@ func (h *Hook) discardSession(existing *mqtt.Client, why string) {
 		slog.String("client_id", existing.ID),
 		slog.String("previous_owner", string(existing.Properties.Username)),
 		slog.String("reason", why))
+}
+
+// remoteHost is the IP address of a client's remote address, without the port.
+func remoteHost(remote string) string {
+	if host, _, err := net.SplitHostPort(remote); err == nil {
+		return host
+	}
+	return remote
 }
 
 func hexCode(c byte) string {

@@ -3,6 +3,7 @@ package attack
 import (
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,4 +132,76 @@ func pendingRefused(t *testing.T, e *env) float64 {
 		}
 	}
 	return sum
+}
+
+// connectFrom sends an MQTT 5 CONNECT with token as password from the source IP src
+// and returns the CONNACK reason code, or -1 when none came.
+func connectFrom(t *testing.T, e *env, src, clientID, token string) int {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatalf("dial from %s: %v", src, err)
+	}
+	defer c.Close()
+	r := mqtttest.Wrap(t, c)
+	if err := r.Send(mqtttest.ConnectPacket(clientID, token)); err != nil {
+		t.Fatal(err)
+	}
+	ack, ok := r.Read(5 * time.Second)
+	if !ok || ack.FixedHeader.Type != packets.Connack {
+		return -1
+	}
+	return int(ack.ReasonCode)
+}
+
+// TestUpstreamAmplification: a CONNECT with an unknown token costs an introspection
+// request made with the broker's credentials, before any authentication. Those
+// requests are rated per source address (beyond: CONNACK 0x9F), oversized tokens
+// and JWTs of an issuer that is not configured cost none, and another address keeps
+// its own share.
+func TestUpstreamAmplification(t *testing.T) {
+	const rate = 5 // per second, burst 10
+	p := newIDP(t)
+	e := newEnv(t, p, func(c *broker.Config) { c.UpstreamValidationRate = rate })
+	random := func(i int) string { return fmt.Sprintf("random-opaque-token-%d-%d", i, time.Now().UnixNano()) }
+
+	t.Run("random opaque tokens from one address", func(t *testing.T) {
+		before := p.introspections.Load()
+		start := time.Now()
+		counts := map[int]int{}
+		const n = 60
+		for i := range n {
+			counts[connectFrom(t, e, "127.0.0.1", "t1", random(i))]++
+		}
+		sent := p.introspections.Load() - before
+		allowed := int64(2*rate + rate*time.Since(start).Seconds() + 1)
+		if sent > allowed {
+			t.Errorf("%d introspection requests for %d CONNECTs in %s, want at most %d", sent, n, time.Since(start), allowed)
+		}
+		if counts[0x9F] == 0 || counts[0x86]+counts[0x9F] != n {
+			t.Errorf("CONNACK codes %v, want only 0x86 and 0x9F, some 0x9F", counts)
+		}
+	})
+	t.Run("another address keeps its share", func(t *testing.T) {
+		if code := connectFrom(t, e, "127.0.0.2", "t2", p.opaqueToken("t2", time.Hour, "publish")); code != 0 {
+			t.Fatalf("CONNACK %#x, want 0x00", code)
+		}
+	})
+	t.Run("no request for what cannot be a token of the issuer", func(t *testing.T) {
+		foreign := p.tokenWith("t3", func(c map[string]any) { c["iss"] = "https://other.example" })
+		cases := []struct{ name, token string }{
+			{"opaque token over 8 KiB", strings.Repeat("x", 8<<10+1)},
+			{"JWT of an issuer that is not configured", foreign},
+		}
+		for _, c := range cases {
+			before := p.introspections.Load()
+			if code := connectFrom(t, e, "127.0.0.3", "t3", c.token); code != 0x86 {
+				t.Errorf("%s: CONNACK %#x, want 0x86", c.name, code)
+			}
+			if got := p.introspections.Load() - before; got != 0 {
+				t.Errorf("%s: %d introspection requests, want 0", c.name, got)
+			}
+		}
+	})
 }
