@@ -85,7 +85,7 @@ type Config struct {
 	MaxPendingConnects        int `yaml:"max_pending_connects"`          // sockets accepted and not yet answered with CONNACK, all listeners (default 4096)
 	MaxPendingConnectsPerAddr int `yaml:"max_pending_connects_per_addr"` // the same, per source IP address (default 256)
 	// Introspection requests caused by CONNECTs with unknown tokens; beyond: CONNACK 0x9F (3.1.1: 0x03).
-	MaxUpstreamValidations int           `yaml:"max_upstream_validations"` // in flight, all sources (default: introspect_max_conns)
+	MaxUpstreamValidations int           `yaml:"max_upstream_validations"` // in flight, all sources (default 256; 0: introspect_max_conns)
 	UpstreamValidationRate float64       `yaml:"upstream_validation_rate"` // per source IP address, per second, burst twice that (default 20)
 	SysInterval            time.Duration `yaml:"sys_interval"`             // $SYS publishing interval (default 30s, at least 10s)
 
@@ -153,6 +153,8 @@ func Defaults() Config {
 		MaxSubscriptions:          hooks.DefaultMaxSubscriptions,
 		MaxPendingConnects:        4096,
 		MaxPendingConnectsPerAddr: 256,
+		MaxUpstreamValidations:    256,
+		UpstreamValidationRate:    introspect.DefaultSourceRate,
 	}
 }
 
