@@ -102,3 +102,20 @@ func willDenials(t *testing.T, e *env) float64 {
 	}
 	return 0
 }
+
+// TestDelayedWillCancelledByReconnect: a thing that reconnects before its will delay
+// has passed gets no will sent in its name [MQTT-3.1.3-9], now that the broker, not
+// mochi, holds delayed wills.
+func TestDelayedWillCancelledByReconnect(t *testing.T) {
+	e := newEnv(t, newIDP(t))
+	obs := e.observer(t)
+	const topic = "things/t1/status"
+	w := &paho.WillMessage{Topic: topic, QoS: 1, Payload: []byte("delayed will")}
+	r := e.mustConnect5("t1", e.idp.token("t1", "publish"), opts5{expiry: 60, will: w, delay: 1})
+	_ = r.conn.Close()
+	waitFor(t, "t1 disconnected", func() bool { return e.b.Hook().ActiveSessions() == 1 })
+	back := e.mustConnect5("t1", e.idp.token("t1", "publish"), opts5{expiry: 60})
+	time.Sleep(2 * time.Second) // past the delay: no event marks a will that is not sent
+	barrier(t, back, obs, "things/t1/telemetry/barrier")
+	obs.inbox.none(t, topic)
+}
