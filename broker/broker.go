@@ -186,6 +186,7 @@ func (b *Broker) newHook(v hooks.TokenValidator, p *authz.Policy, m *hooks.Metri
 		WillDenied:         hooks.WillPolicy(b.cfg.WillDenied),
 		ValidateTimeout:    b.cfg.ValidateTimeout,
 		RevalidateInterval: b.cfg.RevalidateInterval,
+		MaxSubscriptions:   b.cfg.MaxSubscriptions,
 		Audit:              b.cfg.Audit,
 		Metrics:            m,
 		Storage:            storage,
@@ -216,6 +217,7 @@ func (b *Broker) listen() error {
 		{"wss", b.cfg.WSSAddr, "wss", true, true},
 	}
 	var tlsConf *tls.Config
+	gate := newPendingGate(b.cfg.MaxPendingConnects, b.cfg.MaxPendingConnectsPerAddr, b.registry)
 	for _, s := range specs {
 		if s.addr == "" {
 			continue
@@ -241,7 +243,7 @@ func (b *Broker) listen() error {
 			l = tls.NewListener(ln, tlsConf)
 		}
 		b.addrs[s.id] = ln.Addr().String()
-		if err := b.server.AddListener(newListener(s.id, s.proto, l, b.cfg.ConnectDeadline, b.packetLimit(), b.recovered, b.closeClients)); err != nil {
+		if err := b.server.AddListener(newListener(s.id, s.proto, l, b.cfg.ConnectDeadline, b.packetLimit(), gate, b.recovered, b.closeClients)); err != nil {
 			return err
 		}
 	}
@@ -363,7 +365,7 @@ func registerCacheMetrics(reg prometheus.Registerer, c *introspect.Cache) {
 // listener, with the same protection against panics in mochi's packet decoders; it
 // returns when the connection ends. Fuzz tests feed in-memory connections here.
 func (b *Broker) ServeConn(conn net.Conn) error {
-	return serveConn(b.server.EstablishConnection, "tcp", conn, b.packetLimit(), b.log, b.recovered)
+	return serveConn(b.server.EstablishConnection, "tcp", conn, b.packetLimit(), nil, b.log, b.recovered)
 }
 
 // closeClients disconnects every client of a listener, for shutdown.

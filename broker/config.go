@@ -78,7 +78,16 @@ type Config struct {
 	WritesPending   int32         `yaml:"writes_pending"`   // queued outbound packets per client before drops (default 1024)
 	MaxInflight     uint16        `yaml:"max_inflight"`     // QoS>0 messages in flight per client (default 1024)
 	MaxClients      int64         `yaml:"max_clients"`      // 0: no limit
-	SysInterval     time.Duration `yaml:"sys_interval"`     // $SYS publishing interval (default 30s, at least 10s)
+	// Bounds on what one client or one source address may cost the broker before
+	// and after authentication (see docs/configuration.md, "Limits"). Zero: the
+	// default; negative: no limit.
+	MaxSubscriptions          int `yaml:"max_subscriptions"`             // per client (default 1000); beyond: SUBACK 0x97 (3.1.1: 0x80)
+	MaxPendingConnects        int `yaml:"max_pending_connects"`          // sockets accepted and not yet answered with CONNACK, all listeners (default 4096)
+	MaxPendingConnectsPerAddr int `yaml:"max_pending_connects_per_addr"` // the same, per source IP address (default 256)
+	// Introspection requests caused by CONNECTs with unknown tokens; beyond: CONNACK 0x9F (3.1.1: 0x03).
+	MaxUpstreamValidations int           `yaml:"max_upstream_validations"` // in flight, all sources (default 256; 0: introspect_max_conns)
+	UpstreamValidationRate float64       `yaml:"upstream_validation_rate"` // per source IP address, per second, burst twice that (default 20)
+	SysInterval            time.Duration `yaml:"sys_interval"`             // $SYS publishing interval (default 30s, at least 10s)
 
 	// AdminToken guards the admin listener's status page (bearer token, or the
 	// password of HTTP basic authentication). Without it the page is served only
@@ -136,23 +145,28 @@ func (c *Config) checkLoopbackOnly() error {
 // Defaults returns a Config with every default filled in.
 func Defaults() Config {
 	return Config{
-		MQTTAddr:           "127.0.0.1:1883",
-		AdminAddr:          "127.0.0.1:9100",
-		PolicyFile:         "topics.yaml",
-		RevalidateInterval: 60 * time.Second,
-		ValidateTimeout:    5 * time.Second,
-		CacheSize:          100_000,
-		IntrospectMaxConns: 256,
-		CacheMaxTTL:        5 * time.Minute,
-		NegativeTTL:        10 * time.Second,
-		ClientIDBinding:    []string{"{sub}"},
-		WillDenied:         "reject",
-		MaxSessionExpiry:   7 * 24 * time.Hour,
-		ConnectDeadline:    10 * time.Second,
-		MaxPacketSize:      256 << 10,
-		WritesPending:      1024,
-		MaxInflight:        1024,
-		SysInterval:        30 * time.Second,
+		MQTTAddr:                  "127.0.0.1:1883",
+		AdminAddr:                 "127.0.0.1:9100",
+		PolicyFile:                "topics.yaml",
+		RevalidateInterval:        60 * time.Second,
+		ValidateTimeout:           5 * time.Second,
+		CacheSize:                 100_000,
+		IntrospectMaxConns:        256,
+		CacheMaxTTL:               5 * time.Minute,
+		NegativeTTL:               10 * time.Second,
+		ClientIDBinding:           []string{"{sub}"},
+		WillDenied:                "reject",
+		MaxSessionExpiry:          7 * 24 * time.Hour,
+		ConnectDeadline:           10 * time.Second,
+		MaxPacketSize:             256 << 10,
+		WritesPending:             1024,
+		MaxInflight:               1024,
+		SysInterval:               30 * time.Second,
+		MaxSubscriptions:          hooks.DefaultMaxSubscriptions,
+		MaxPendingConnects:        4096,
+		MaxPendingConnectsPerAddr: 256,
+		MaxUpstreamValidations:    256,
+		UpstreamValidationRate:    introspect.DefaultSourceRate,
 	}
 }
 
@@ -196,6 +210,23 @@ func (c *Config) fill() error {
 	}
 	if c.MaxSessionExpiry <= 0 {
 		c.MaxSessionExpiry = d.MaxSessionExpiry
+	}
+	if c.MaxUpstreamValidations == 0 {
+		// As many as the connections to the endpoint: more would wait in the HTTP
+		// client's queue, behind whoever floods it.
+		c.MaxUpstreamValidations = c.IntrospectMaxConns
+	}
+	if c.UpstreamValidationRate == 0 {
+		c.UpstreamValidationRate = introspect.DefaultSourceRate
+	}
+	if c.MaxSubscriptions == 0 {
+		c.MaxSubscriptions = d.MaxSubscriptions
+	}
+	if c.MaxPendingConnects == 0 {
+		c.MaxPendingConnects = d.MaxPendingConnects
+	}
+	if c.MaxPendingConnectsPerAddr == 0 {
+		c.MaxPendingConnectsPerAddr = d.MaxPendingConnectsPerAddr
 	}
 	if c.SysInterval == 0 {
 		c.SysInterval = d.SysInterval
@@ -300,7 +331,11 @@ func (c *Config) validator(ctx context.Context) (hooks.TokenValidator, func(cont
 			Audience:     c.Audience,
 			Timeout:      c.ValidateTimeout,
 			MaxConns:     c.IntrospectMaxConns,
-			Logger:       c.Logger.With("component", "introspect"),
+			Limits: introspect.UpstreamLimits{
+				MaxInFlight:   c.MaxUpstreamValidations,
+				PerSourceRate: c.UpstreamValidationRate,
+			},
+			Logger: c.Logger.With("component", "introspect"),
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("introspection: %w", err)

@@ -33,10 +33,25 @@ type servedConn struct {
 	meter   packetMeter
 	refused bool // a packet above the limit arrived: no more bytes for mochi
 	tooBig  int  // its size, when it is still to be answered at the next Read
+
+	// pending is true until the connection's first write (its CONNACK, or the AUTH
+	// of an authentication exchange) or its end; release then frees its place in
+	// the pending-connect bounds.
+	pending atomic.Bool
+	release func()
 }
 
-func newServedConn(c net.Conn, limit *packetLimit) *servedConn {
-	return &servedConn{Conn: c, limit: limit, ended: make(chan struct{})}
+func newServedConn(c net.Conn, limit *packetLimit, release func()) *servedConn {
+	sc := &servedConn{Conn: c, limit: limit, ended: make(chan struct{}), release: release}
+	sc.pending.Store(release != nil)
+	return sc
+}
+
+// answered ends the connection's pending state, once.
+func (c *servedConn) answered() {
+	if c.pending.Load() && c.pending.CompareAndSwap(true, false) {
+		c.release()
+	}
 }
 
 // Ended is closed once mochi has finished with the connection.
@@ -46,6 +61,7 @@ func (c *servedConn) Ended() <-chan struct{} { return c.ended }
 func (c *servedConn) AmendConnack(method string) { c.method.Store(&method) }
 
 func (c *servedConn) Write(p []byte) (int, error) {
+	c.answered()
 	if !c.done.Load() && c.client.Load() != nil {
 		// The first write after protocolHook has seen the accepted CONNECT: the CONNACK.
 		c.done.Store(true)

@@ -34,6 +34,9 @@ type listener struct {
 	closeClients func(listenerID string)
 	// limit is the Maximum Packet Size its connections enforce.
 	limit *packetLimit
+	// gate bounds the connections waiting for their CONNACK (shared by all
+	// listeners); nil: no bound.
+	gate *pendingGate
 
 	mu     sync.Mutex
 	closed bool
@@ -43,9 +46,9 @@ type listener struct {
 
 var _ listeners.Listener = (*listener)(nil)
 
-func newListener(id, protocol string, ln net.Listener, deadline time.Duration, limit *packetLimit, recovered func(net.Conn, any), closeClients func(string)) *listener {
-	return &listener{id: id, protocol: protocol, ln: ln, deadline: deadline, limit: limit, recovered: recovered, closeClients: closeClients,
-		conns: map[net.Conn]struct{}{}}
+func newListener(id, protocol string, ln net.Listener, deadline time.Duration, limit *packetLimit, gate *pendingGate, recovered func(net.Conn, any), closeClients func(string)) *listener {
+	return &listener{id: id, protocol: protocol, ln: ln, deadline: deadline, limit: limit, gate: gate, recovered: recovered,
+		closeClients: closeClients, conns: map[net.Conn]struct{}{}}
 }
 
 func (l *listener) ID() string       { return l.id }
@@ -74,6 +77,17 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			return
 		}
 		delay = 0
+		var release func()
+		if l.gate != nil {
+			var limit string
+			if release, limit = l.gate.acquire(conn.RemoteAddr()); limit != "" {
+				// Closed before any byte is read: the cheapest answer to a flood.
+				l.log.Debug("connection refused: too many waiting for CONNACK", "listener", l.id,
+					"remote", conn.RemoteAddr().String(), "limit", limit)
+				_ = conn.Close()
+				continue
+			}
+		}
 		if l.deadline > 0 {
 			_ = conn.SetDeadline(time.Now().Add(l.deadline))
 		}
@@ -81,6 +95,9 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 		if l.closed {
 			l.mu.Unlock()
 			_ = conn.Close()
+			if release != nil {
+				release()
+			}
 			return
 		}
 		l.conns[conn] = struct{}{}
@@ -93,7 +110,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 				l.mu.Unlock()
 				l.wg.Done()
 			}()
-			if err := serveConn(establish, l.id, conn, l.limit, l.log, l.recovered); err != nil {
+			if err := serveConn(establish, l.id, conn, l.limit, release, l.log, l.recovered); err != nil {
 				l.log.Debug("connection ended", "listener", l.id, "remote", conn.RemoteAddr().String(), "error", err)
 			}
 		}()
@@ -108,10 +125,11 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 // not take the broker down for all: mochi handles the whole connection in this
 // goroutine, so a panic in its packet decoders is recovered here, the connection
 // closed and recovered called to finish the session's bookkeeping.
-func serveConn(establish listeners.EstablishFn, id string, conn net.Conn, limit *packetLimit, log *slog.Logger, recovered func(net.Conn, any)) (err error) {
-	sc := newServedConn(conn, limit)
+func serveConn(establish listeners.EstablishFn, id string, conn net.Conn, limit *packetLimit, release func(), log *slog.Logger, recovered func(net.Conn, any)) (err error) {
+	sc := newServedConn(conn, limit, release)
 	conn = sc
 	defer close(sc.ended) // runs last: after mochi's handler and any recovery
+	defer sc.answered()   // a connection that ends without a CONNACK is no longer pending
 	defer func() {
 		if r := recover(); r != nil {
 			_ = conn.Close()

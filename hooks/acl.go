@@ -69,12 +69,21 @@ func (h *Hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 		return pk
 	}
 	decisions := make([]subDecision, len(pk.Filters))
+	count := cl.State.Subscriptions.Len()
 	for i, f := range pk.Filters {
 		d := s.allow(authz.Subscribe, f.Filter, f.Qos, false)
 		decisions[i] = subDecision{filter: f.Filter, allowed: d.Allowed}
 		if !d.Allowed {
 			h.denied(s, authz.Subscribe, f.Filter, d)
 			continue
+		}
+		if h.cfg.MaxSubscriptions > 0 && newFilter(cl, pk.Filters[:i], f.Filter) {
+			if count >= h.cfg.MaxSubscriptions {
+				decisions[i] = subDecision{filter: f.Filter, quota: true}
+				h.denied(s, authz.Subscribe, f.Filter, authz.Decision{Reason: "subscription quota exceeded"})
+				continue
+			}
+			count++
 		}
 		if f.Qos > d.MaxQoS {
 			pk.Filters[i].Qos = d.MaxQoS
@@ -84,12 +93,38 @@ func (h *Hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	return pk
 }
 
-// OnSubscribed clears the verdicts OnSubscribe left, before mochi sends retained
-// messages (those are judged one by one as deliveries).
-func (h *Hook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
-	if s := h.session(cl); s != nil {
-		s.pending.Store(nil)
+// newFilter reports whether filter would add a subscription: it is neither held by
+// the client already (a SUBSCRIBE to it replaces it) nor earlier in the same packet.
+func newFilter(cl *mqtt.Client, earlier []packets.Subscription, filter string) bool {
+	if _, ok := cl.State.Subscriptions.Get(filter); ok {
+		return false
 	}
+	for _, e := range earlier {
+		if e.Filter == filter {
+			return false
+		}
+	}
+	return true
+}
+
+// OnSubscribed clears the verdicts OnSubscribe left, before mochi sends retained
+// messages (those are judged one by one as deliveries). It also turns the 0x87 mochi
+// answered for a filter beyond the subscription quota into 0x97 Quota exceeded:
+// mochi hands the hook the very reason codes it is about to write in the SUBACK.
+// MQTT 3.1.1 keeps mochi's 0x80, its only failure code.
+func (h *Hook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, codes []byte) {
+	s := h.session(cl)
+	if s == nil {
+		return
+	}
+	if p := s.pending.Load(); p != nil && cl.Properties.ProtocolVersion == 5 {
+		for i, sd := range *p {
+			if sd.quota && i < len(codes) && codes[i] == packets.ErrNotAuthorized.Code {
+				codes[i] = packets.ErrQuotaExceeded.Code
+			}
+		}
+	}
+	s.pending.Store(nil)
 }
 
 // OnPublish repeats the publish decision with the packet's QoS and retain flag and
@@ -137,7 +172,9 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 // OnWill judges the will again when it is about to be sent, with the grants in force
 // now (the token may have been re-authenticated, revoked or the policy reloaded).
 // mochi ignores errors from OnWill, so a denied will is neutralised instead: an
-// empty topic reaches no subscriber and, without retain, no retained store.
+// empty topic reaches no subscriber and, without retain, no retained store. A will
+// with a delay is neutralised for mochi too and sent by the hook when it is due,
+// judged once more then (see delayedWills).
 func (h *Hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	s := h.session(cl)
 	if s == nil {
@@ -147,6 +184,11 @@ func (h *Hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	if !d.Allowed {
 		h.metrics.willDenied()
 		h.auditDecision(s, "will dropped", authz.Publish, will.TopicName, d)
+		return mqtt.Will{}, nil
+	}
+	if will.WillDelayInterval > 0 {
+		// mochi would send this will later without asking again: send it ourselves.
+		h.deferWill(cl, s, will)
 		return mqtt.Will{}, nil
 	}
 	return will, nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
@@ -35,6 +36,13 @@ func unavailable(reason string) *refusal {
 	return &refusal{v5: 0x88, v3: 0x03, label: "unavailable", reason: reason}
 }
 
+// rateExceeded is a validation refused before it reached the identity provider,
+// because upstream validations are at their bound. 3.1.1 has no such code; 0x03
+// (server unavailable) also says "later".
+func rateExceeded(reason string) *refusal {
+	return &refusal{v5: 0x9F, v3: 0x03, label: "rate_exceeded", reason: reason}
+}
+
 func badAuthMethod(reason string) *refusal {
 	return &refusal{v5: 0x8C, v3: 0x05, label: "bad_auth_method", reason: reason}
 }
@@ -46,6 +54,9 @@ func refusalFor(err error) *refusal {
 	var ie *introspect.Error
 	if errors.As(err, &ie) && ie.Reason != "" {
 		reason = ie.Reason
+	}
+	if errors.Is(err, introspect.ErrBusy) {
+		return rateExceeded(reason)
 	}
 	if errors.Is(err, introspect.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 		if reason == "invalid token" {
@@ -123,6 +134,8 @@ func (h *Hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*identity, *ref
 	}
 
 	ctx, cancel := context.WithTimeout(h.ctx, h.cfg.ValidateTimeout)
+	// The source address rates the upstream requests unknown tokens cause.
+	ctx = introspect.WithSource(ctx, remoteHost(clientRemote(cl)))
 	start := time.Now()
 	tok, err := h.cfg.Validator.Validate(ctx, token)
 	cancel()
@@ -270,6 +283,7 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 		}
 	}
 
+	h.cancelWill(cl.ID) // [MQTT-3.1.3-9]
 	h.armTimers(s)
 	if h.cfg.Sessions != nil && persistent(cl) {
 		if err := h.cfg.Sessions.Put(cl.ID, StoredSession{Owner: id.owner, Subject: id.subject}); err != nil {
@@ -413,6 +427,14 @@ func (h *Hook) discardSession(existing *mqtt.Client, why string) {
 		slog.String("client_id", existing.ID),
 		slog.String("previous_owner", string(existing.Properties.Username)),
 		slog.String("reason", why))
+}
+
+// remoteHost is the IP address of a client's remote address, without the port.
+func remoteHost(remote string) string {
+	if host, _, err := net.SplitHostPort(remote); err == nil {
+		return host
+	}
+	return remote
 }
 
 func hexCode(c byte) string {

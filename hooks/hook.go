@@ -40,6 +40,12 @@ type TokenValidator interface {
 	Revalidate(ctx context.Context, token string) (*introspect.Token, error)
 }
 
+// DefaultMaxSubscriptions is the subscriptions one client may hold unless
+// configured otherwise. Each costs the broker about 1.5 KB (topic index, session
+// state, storage); a thing needs a handful and a gateway or cloud application a few
+// hundred, so 1,000 leaves room for both and caps one client near 1.5 MB.
+const DefaultMaxSubscriptions = 1000
+
 // WillPolicy says what happens to a CONNECT whose will the publish grants do not allow.
 type WillPolicy string
 
@@ -68,6 +74,10 @@ type Config struct {
 	// WillDenied chooses between refusing the connection and dropping a will the
 	// grants do not allow. The default is WillReject.
 	WillDenied WillPolicy
+	// MaxSubscriptions bounds the subscriptions one client holds; filters of a
+	// SUBSCRIBE beyond it get SUBACK 0x97 Quota exceeded (v3.1.1: 0x80). Zero means
+	// DefaultMaxSubscriptions, negative no limit.
+	MaxSubscriptions int
 	// ValidateTimeout bounds one token validation at CONNECT or AUTH (default 5 s).
 	ValidateTimeout time.Duration
 	// RevalidateInterval is how often a token that was introspected is checked again
@@ -112,6 +122,7 @@ type Hook struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	revalN chan struct{} // bounds concurrent revalidations
+	wills  delayedWills
 }
 
 // New checks cfg, fills its defaults and returns a hook ready for Server.AddHook.
@@ -132,6 +143,12 @@ func New(cfg Config) (*Hook, error) {
 	case WillReject, WillDrop:
 	default:
 		return nil, fmt.Errorf("hooks: will policy %q: want %q or %q", cfg.WillDenied, WillReject, WillDrop)
+	}
+	switch {
+	case cfg.MaxSubscriptions == 0:
+		cfg.MaxSubscriptions = DefaultMaxSubscriptions
+	case cfg.MaxSubscriptions < 0:
+		cfg.MaxSubscriptions = 0 // no limit
 	}
 	if cfg.ValidateTimeout <= 0 {
 		cfg.ValidateTimeout = 5 * time.Second
@@ -182,6 +199,7 @@ func (h *Hook) Init(any) error { return nil }
 // Stop cancels the timers and background revalidations.
 func (h *Hook) Stop() error {
 	h.cancel()
+	h.stopWills()
 	h.sessions.Range(func(_, v any) bool {
 		v.(*session).stopTimers()
 		return true

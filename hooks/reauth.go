@@ -60,8 +60,9 @@ func (h *Hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	h.metrics.validation(time.Since(start))
 	if err != nil {
 		r := refusalFor(err)
-		if r.v5 == 0x88 {
-			// 0x88 is not a DISCONNECT code; 0x89 (server busy) is, and says "try later".
+		if r.v5 == 0x88 || r.v5 == 0x9F {
+			// 0x88 is not a DISCONNECT code; 0x89 (server busy) is, and says "try later"
+			// (also when upstream validations are at their bound).
 			return fail(packets.ErrServerBusy, r.reason)
 		}
 		// Neither is 0x86: a token that is not accepted means "not authorized".

@@ -50,6 +50,7 @@ type session struct {
 type subDecision struct {
 	filter  string
 	allowed bool
+	quota   bool // denied because the client holds its maximum of subscriptions
 }
 
 func newSession(cl *mqtt.Client, id *identity, g *authz.Grants) *session {

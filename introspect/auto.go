@@ -11,9 +11,9 @@ type autoValidator struct {
 	in  *Introspector
 }
 
-// NewAuto combines the two strategies: a token that parses as a compact JWS and names jwt's issuer in iss is
-// validated locally (and a failure there is final: it never falls through to introspection); every other token,
-// opaque or from another issuer, is introspected. Either argument may be nil; with only jwt, tokens it cannot
+// NewAuto combines the two strategies: a token that parses as a compact JWS is validated locally (and a failure
+// there, a foreign iss included, is final: it never falls through to introspection); every other token is
+// introspected. Either argument may be nil; with only jwt, tokens it cannot
 // validate are invalid. The result also implements Readier.
 func NewAuto(jwt *JWTValidator, in *Introspector) Validator {
 	return &autoValidator{jwt: jwt, in: in}
@@ -24,9 +24,10 @@ func (a *autoValidator) Validate(ctx context.Context, token string) (*Token, err
 	if a.jwt != nil {
 		jws, err := parseCompact(token, a.jwt.maxToken, a.jwt.maxHeader)
 		if err == nil {
-			if iss, _ := jws.claims["iss"].(string); iss == a.jwt.issuer || a.in == nil {
-				return a.jwt.validateParsed(ctx, jws)
-			}
+			// A JWT names its issuer: one that is not configured is refused here, not
+			// sent to introspection, where every forged or foreign JWT would cost a
+			// request with the broker's credentials.
+			return a.jwt.validateParsed(ctx, jws)
 		} else if a.in == nil {
 			return nil, err
 		}

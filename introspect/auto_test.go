@@ -2,6 +2,7 @@ package introspect
 
 import (
 	"crypto/elliptic"
+	"strings"
 	"testing"
 )
 
@@ -28,7 +29,8 @@ func TestAuto(t *testing.T) {
 		{"own JWT validated locally", NewAuto(jwt, in), local, MethodJWT, "", 0},
 		{"forged own JWT never falls through", NewAuto(jwt, in), forged, "", ReasonSignatureInvalid, 0},
 		{"opaque token introspected", NewAuto(jwt, in), "active", MethodIntrospection, "", 1},
-		{"foreign JWT introspected", NewAuto(jwt, in), foreign, "", ReasonInactive, 1},
+		{"foreign JWT refused without a request", NewAuto(jwt, in), foreign, "", ReasonIssuerMismatch, 0},
+		{"oversized opaque token refused without a request", NewAuto(jwt, in), strings.Repeat("a", DefaultMaxTokenBytes+1), "", ReasonTokenTooLarge, 0},
 		{"JWT only: opaque token", NewAuto(jwt, nil), "active", "", ReasonNotJWS, 0},
 		{"JWT only: foreign JWT", NewAuto(jwt, nil), foreign, "", ReasonIssuerMismatch, 0},
 		{"introspection only: JWT", NewAuto(nil, in), local, "", ReasonInactive, 1},

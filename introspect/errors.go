@@ -50,8 +50,11 @@ func (e *Error) Unwrap() []error {
 // ReasonCode is the MQTT reason code the broker answers with: 0x88 when the identity provider is unavailable,
 // 0x86 for everything else, so an unknown failure never looks like a transient one the thing should retry.
 func (e *Error) ReasonCode() byte {
-	if e.Kind == ErrUnavailable {
+	switch e.Kind {
+	case ErrUnavailable:
 		return ReasonCodeServerUnavailable
+	case ErrBusy:
+		return ReasonCodeRateExceeded
 	}
 	return ReasonCodeBadCredentials
 }

@@ -55,17 +55,20 @@ type IntrospectionConfig struct {
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Limits bounds the requests unauthenticated clients can cause.
+	Limits UpstreamLimits
 }
 
-// maxIntrospectedToken caps what is sent to the endpoint; opaque tokens are short, and a JWT of a foreign issuer
-// larger than this is not worth a request.
-const maxIntrospectedToken = 64 << 10
+// maxIntrospectedToken caps what is sent to the endpoint, as JWTs are capped: opaque tokens are short (AM's are
+// under 100 bytes), so a larger one is refused without a request.
+const maxIntrospectedToken = DefaultMaxTokenBytes
 
 // Introspector validates tokens through an RFC 7662 endpoint. It is safe for concurrent use.
 type Introspector struct {
 	cfg    IntrospectionConfig
 	client *http.Client
 	flight singleflight.Group
+	gate   *upstreamGate
 
 	mu       sync.Mutex
 	endpoint string
@@ -110,7 +113,7 @@ func NewIntrospection(ctx context.Context, cfg IntrospectionConfig) (*Introspect
 		cfg.Now = time.Now
 	}
 	cfg.Audience = slices.Clone(cfg.Audience)
-	in := &Introspector{cfg: cfg, client: cfg.HTTPClient, endpoint: cfg.Endpoint}
+	in := &Introspector{cfg: cfg, client: cfg.HTTPClient, endpoint: cfg.Endpoint, gate: newUpstreamGate(cfg.Limits, cfg.Now)}
 	if in.client == nil {
 		in.client = newHTTPClient(cfg.Timeout, cfg.MaxConns)
 	}
@@ -184,6 +187,11 @@ func (in *Introspector) Validate(ctx context.Context, token string) (*Token, err
 	if len(token) > maxIntrospectedToken {
 		return nil, invalid(ReasonTokenTooLarge, nil)
 	}
+	release, err := in.gate.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	endpoint, err := in.resolveEndpoint(ctx)
 	if err != nil {
 		return nil, unavailable(ReasonNoEndpoint, err)

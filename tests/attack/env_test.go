@@ -154,8 +154,9 @@ type opts5 struct {
 	clean    bool
 	expiry   uint32
 	will     *paho.WillMessage
-	authData bool // token as OAUTH2-JWT Authentication Data instead of password
-	noToken  bool // no password at all
+	delay    uint32 // Will Delay Interval, seconds
+	authData bool   // token as OAUTH2-JWT Authentication Data instead of password
+	noToken  bool   // no password at all
 }
 
 // connect5 dials and sends CONNECT; a refused client has ack set and err non-nil.
@@ -188,6 +189,9 @@ func (e *env) connect5(clientID, token string, o opts5) *v5 {
 		CleanStart:  o.clean,
 		WillMessage: o.will,
 		Properties:  &paho.ConnectProperties{SessionExpiryInterval: &o.expiry},
+	}
+	if o.delay > 0 {
+		cp.WillProperties = &paho.WillProperties{WillDelayInterval: &o.delay}
 	}
 	switch {
 	case o.noToken:

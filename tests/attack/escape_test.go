@@ -476,6 +476,9 @@ func escapeCases() []escapeCase {
 				t.Fatalf("CONNACK %#x, want 0x86", r.code())
 			}
 		}},
+		{"delayed will after a reload removed the grant", "a delayed will is judged by the policy in force when it is sent", nil, delayedWillEscape(willAfterReload)},
+		{"delayed will after the token expired", "no delayed will goes out in a thing's name after its token expired", nil, delayedWillEscape(willAfterExpiry)},
+		{"delayed will after the token was revoked", "no delayed will goes out in a thing's name after its token was revoked", nil, delayedWillEscape(willAfterRevocation)},
 	}
 }
 
