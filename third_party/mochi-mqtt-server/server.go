@@ -61,6 +61,7 @@ type Capabilities struct {
 	RetainAvailable              byte            `yaml:"retain_available" json:"retain_available"`                 // support of retain messages
 	WildcardSubAvailable         byte            `yaml:"wildcard_sub_available" json:"wildcard_sub_available"`     // support of wildcard subscriptions
 	SubIDAvailable               byte            `yaml:"sub_id_available" json:"sub_id_available"`                 // support of subscription identifiers
+	DeliveryWait                 time.Duration   `yaml:"delivery_wait" json:"delivery_wait"`                       // imb patch: how long a qos > 0 delivery waits for room in a full client queue or inflight store before it is dropped; 0: dropped at once
 }
 
 // NewDefaultServerCapabilities defines the default features and capabilities provided by the server.
@@ -719,10 +720,12 @@ func (s *Server) processPacket(cl *Client, pk packets.Packet) error {
 	if cl.State.Inflight.Len() > 0 && atomic.LoadInt32(&cl.State.Inflight.sendQuota) > 0 {
 		next, ok := cl.State.Inflight.NextImmediate()
 		if ok {
+			// imb patch: the message stays inflight until the client acknowledges it
+			// (mochi deleted it here, so the ack restored no quota and a lost
+			// connection lost the message); it is no longer waiting to be sent.
+			next.Expiry = 0
+			cl.State.Inflight.Set(next)
 			_ = cl.WritePacket(next)
-			if ok := cl.State.Inflight.Delete(next.PacketID); ok {
-				atomic.AddInt64(&s.Info.Inflight, -1)
-			}
 			cl.State.Inflight.DecreaseSendQuota()
 		}
 	}
@@ -1062,10 +1065,12 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 	}
 
 	if out.FixedHeader.Qos > 0 {
-		if cl.State.Inflight.Len() >= int(s.Options.Capabilities.MaximumInflight) {
-			// add hook?
+		if cl.State.Inflight.Len() >= int(s.Options.Capabilities.MaximumInflight) && !s.waitInflight(cl, pk) {
 			atomic.AddInt64(&s.Info.InflightDropped, 1)
 			s.Log.Warn("client store quota reached", "client", cl.ID, "listener", cl.Net.Listener)
+			dropped := pk
+			dropped.ReasonCode = packets.ErrQuotaExceeded.Code // imb patch: tells the hook why
+			cl.ops.hooks.OnPublishDropped(cl, dropped)
 			return out, packets.ErrQuotaExceeded
 		}
 
@@ -1101,6 +1106,13 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 	case cl.State.outbound <- &out:
 		atomic.AddInt32(&cl.State.outboundQty, 1)
 	default:
+		if out.FixedHeader.Qos > 0 {
+			if queued, closed := s.waitOutbound(cl, &out); queued {
+				return out, nil
+			} else if closed {
+				return out, packets.CodeDisconnect // kept inflight for the session, as for an offline client
+			}
+		}
 		atomic.AddInt64(&s.Info.MessagesDropped, 1)
 		cl.ops.hooks.OnPublishDropped(cl, pk)
 		if out.FixedHeader.Qos > 0 {
@@ -1111,6 +1123,55 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 	}
 
 	return out, nil
+}
+
+// waitInflight holds the publishing goroutine (and so the publisher's reads: flow
+// control by TCP) until the inflight store of the connected client cl has room, for
+// at most Capabilities.DeliveryWait. It reports whether there is room. It does not
+// wait for a client that publishes to itself (its acks are read by the goroutine
+// that would wait), for an offline client, or for one that let a wait run out and
+// has not taken anything since (so one stuck client holds its publishers once).
+// imb patch: mochi dropped the message at once.
+func (s *Server) waitInflight(cl *Client, pk packets.Packet) bool {
+	wait := s.Options.Capabilities.DeliveryWait
+	if wait <= 0 || pk.Origin == cl.ID || cl.Net.Conn == nil || cl.State.stalled.Load() {
+		return false
+	}
+	max := int(s.Options.Capabilities.MaximumInflight)
+	deadline := time.Now().Add(wait)
+	for cl.State.Inflight.Len() >= max {
+		if cl.Closed() {
+			return false
+		}
+		if time.Now().After(deadline) {
+			cl.State.stalled.Store(true)
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}
+
+// waitOutbound holds the publishing goroutine until the client's outbound queue
+// takes out, the client closes (closed), or Capabilities.DeliveryWait passes.
+// imb patch: mochi dropped the message at once when the queue was full.
+func (s *Server) waitOutbound(cl *Client, out *packets.Packet) (queued, closed bool) {
+	wait := s.Options.Capabilities.DeliveryWait
+	if wait <= 0 || cl.State.stalled.Load() {
+		return false, false
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case cl.State.outbound <- out:
+		atomic.AddInt32(&cl.State.outboundQty, 1)
+		return true, false
+	case <-cl.State.open.Done():
+		return false, true
+	case <-timer.C:
+		cl.State.stalled.Store(true)
+		return false, false
+	}
 }
 
 func (s *Server) publishRetainedToClient(cl *Client, sub packets.Subscription, existed bool) {
