@@ -196,7 +196,9 @@ func (cl *Client) WriteLoop() {
 	for {
 		select {
 		case pk := <-cl.State.outbound:
-			cl.State.stalled.Store(false) // imb patch: the client takes packets again
+			if cl.State.stalled.Load() { // imb patch: the client takes packets again
+				cl.State.stalled.Store(false)
+			}
 			if err := cl.WritePacket(*pk); err != nil {
 				// TODO : Figure out what to do with error
 				cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)

@@ -1509,7 +1509,11 @@ func TestServerProcessPacketAndNextImmediate(t *testing.T) {
 	buf, err := io.ReadAll(r)
 	require.NoError(t, err)
 	require.Equal(t, packets.TPacketData[packets.Publish].Get(packets.TPublishQos1).RawBytes, buf)
-	require.Equal(t, int64(0), atomic.LoadInt64(&s.Info.Inflight))
+	// imb patch: the sent message stays in flight until acknowledged, no longer waiting to be sent.
+	require.Equal(t, int64(1), atomic.LoadInt64(&s.Info.Inflight))
+	sent, ok := cl.State.Inflight.Get(next.PacketID)
+	require.True(t, ok)
+	require.Equal(t, int64(0), sent.Expiry)
 	require.Equal(t, int32(4), cl.State.Inflight.sendQuota)
 }
 
