@@ -77,6 +77,7 @@ type Config struct {
 	MaxPacketSize   uint32        `yaml:"max_packet_size"`  // bytes (default 262144)
 	WritesPending   int32         `yaml:"writes_pending"`   // queued outbound packets per client before drops (default 1024)
 	MaxInflight     uint16        `yaml:"max_inflight"`     // QoS>0 messages in flight per client (default 1024)
+	DeliveryWait    time.Duration `yaml:"delivery_wait"`    // how long a publisher is held for a subscriber's full queue before the delivery is dropped (default 5s; negative: not held)
 	MaxClients      int64         `yaml:"max_clients"`      // 0: no limit
 	// Bounds on what one client or one source address may cost the broker before
 	// and after authentication (see docs/configuration.md, "Limits"). Zero: the
@@ -121,6 +122,9 @@ func (c *Config) capabilities() *mqtt.Capabilities {
 	// mochi copies a PUBLISH's properties (user properties included) into its
 	// PUBACK/PUBREC; strict clients refuse acknowledgements carrying them.
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true
+	if c.DeliveryWait > 0 { // negative: mochi's own behaviour, a full queue drops at once
+		caps.DeliveryWait = c.DeliveryWait
+	}
 	if c.MaxClients > 0 {
 		caps.MaximumClients = c.MaxClients
 	}
@@ -161,6 +165,7 @@ func Defaults() Config {
 		MaxPacketSize:             256 << 10,
 		WritesPending:             1024,
 		MaxInflight:               1024,
+		DeliveryWait:              5 * time.Second,
 		SysInterval:               30 * time.Second,
 		MaxSubscriptions:          hooks.DefaultMaxSubscriptions,
 		MaxPendingConnects:        4096,
@@ -207,6 +212,9 @@ func (c *Config) fill() error {
 	}
 	if c.MaxInflight == 0 {
 		c.MaxInflight = d.MaxInflight
+	}
+	if c.DeliveryWait == 0 {
+		c.DeliveryWait = d.DeliveryWait
 	}
 	if c.MaxSessionExpiry <= 0 {
 		c.MaxSessionExpiry = d.MaxSessionExpiry

@@ -185,7 +185,7 @@ func (h *Hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablish, mqtt.OnDisconnect,
 		mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnPublish, mqtt.OnWill,
-		mqtt.OnAuthPacket, mqtt.OnClientExpired:
+		mqtt.OnAuthPacket, mqtt.OnClientExpired, mqtt.OnPublishDropped, mqtt.OnPacketIDExhausted:
 		return true
 	case mqtt.OnPublished:
 		return h.cfg.Journal != nil // mochi copies the packet for every call: only when needed

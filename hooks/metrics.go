@@ -17,6 +17,7 @@ type Metrics struct {
 	disconnects *prometheus.CounterVec
 	validations prometheus.Histogram
 	sessions    prometheus.GaugeFunc
+	drops       *prometheus.CounterVec
 }
 
 // NewMetrics creates the hook's collectors and registers them on reg. The
@@ -35,6 +36,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "imb_disconnects_total",
 			Help: "Connections the broker closed on identity grounds, by reason (expired, revoked, reauth_failed).",
 		}, []string{"reason"}),
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imb_deliveries_dropped_total",
+			Help: "Deliveries to a subscriber given up after the publisher was held for delivery_wait, by reason (queue_full, inflight_full, packet_ids_exhausted).",
+		}, []string{"reason"}),
 		validations: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "imb_token_validation_seconds",
 			Help:    "Time to validate a token at CONNECT or AUTH, cache hits included.",
@@ -51,7 +56,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{"expired", "revoked", "reauth_failed"} {
 		m.disconnects.WithLabelValues(r)
 	}
-	reg.MustRegister(m.connects, denials, m.willDenials, m.disconnects, m.validations)
+	for _, r := range []string{dropQueueFull, dropInflightFull, dropPacketIDs} {
+		m.drops.WithLabelValues(r) // exported at 0, so that an alert can watch them from the start
+	}
+	reg.MustRegister(m.connects, denials, m.willDenials, m.disconnects, m.validations, m.drops)
 	return m
 }
 
@@ -94,5 +102,11 @@ func (m *Metrics) disconnect(reason string) {
 func (m *Metrics) validation(d time.Duration) {
 	if m != nil {
 		m.validations.Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) deliveryDropped(reason string) {
+	if m != nil {
+		m.drops.WithLabelValues(reason).Inc()
 	}
 }

@@ -49,6 +49,8 @@ func Encode(t testing.TB, pk packets.Packet) []byte {
 		err = pk.ConnectEncode(&buf)
 	case packets.Publish:
 		err = pk.PublishEncode(&buf)
+	case packets.Puback:
+		err = pk.PubackEncode(&buf)
 	case packets.Subscribe:
 		err = pk.SubscribeEncode(&buf)
 	case packets.Pingreq:
