@@ -190,6 +190,7 @@ func (b *Broker) newHook(v hooks.TokenValidator, p *authz.Policy, m *hooks.Metri
 		Policy:             p,
 		ClientIDBinding:    b.cfg.ClientIDBinding,
 		RequireUsername:    b.cfg.RequireUsername,
+		TokenField:         b.cfg.TokenField,
 		WillDenied:         hooks.WillPolicy(b.cfg.WillDenied),
 		ValidateTimeout:    b.cfg.ValidateTimeout,
 		RevalidateInterval: b.cfg.RevalidateInterval,
