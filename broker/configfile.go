@@ -77,11 +77,6 @@ func DecodeConfig(filename string, data []byte, cfg *Config) error {
 			}
 			continue
 		}
-		if line, dup := seen[k.Value]; dup {
-			add(k, "key %q given twice (first on line %d)", k.Value, line)
-			continue
-		}
-		seen[k.Value] = k.Line
 		f := rv.Field(idx)
 		if f.Kind() == reflect.Slice && v.Kind == yaml.ScalarNode && v.Tag != "!!null" {
 			v = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: v.Line, Column: v.Column, Content: []*yaml.Node{v}}
@@ -89,8 +84,12 @@ func DecodeConfig(filename string, data []byte, cfg *Config) error {
 		target := reflect.New(f.Type())
 		if err := v.Decode(target.Interface()); err != nil {
 			add(v, "%s: want %s, not %s", k.Value, kindName(f.Type()), describeNode(v))
+		}
+		if line, dup := seen[k.Value]; dup {
+			add(k, "key %q given twice (first on line %d)", k.Value, line)
 			continue
 		}
+		seen[k.Value] = k.Line
 		f.Set(target.Elem())
 	}
 	if len(errs) > 0 {

@@ -170,8 +170,8 @@ func TestSampleConfigErrors(t *testing.T) {
 				t.Fatalf("exit %d (%v), want 2 (configuration error); stderr:\n%s", code, err, &stderr)
 			}
 			line := strings.Count(string(data), "\n") + 1
-			if !strings.Contains(stderr.String(), "config "+f) || !strings.Contains(stderr.String(), "line "+strconv.Itoa(line)) {
-				t.Errorf("error %q names neither the file nor line %d", stderr.String(), line)
+			if pos := f + ":" + strconv.Itoa(line) + ":"; !strings.Contains(stderr.String(), pos) || !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("error %q does not name %s and %s", stderr.String(), pos, tc.want)
 			}
 		})
 	}
