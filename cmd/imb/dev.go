@@ -69,6 +69,18 @@ func devMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "imb dev:", err)
 		return exitUsage
 	}
+	// The identity server starts first and logs; an address in use is checked
+	// before, so that its message is the first line (the broker binds for real later).
+	for _, a := range []struct{ flag, addr string }{{"--mqtt-addr", o.mqttAddr}, {"--ws-addr", o.wsAddr}, {"--admin-addr", o.adminAddr}} {
+		if a.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", a.addr)
+		if err != nil {
+			return startFailure(stderr, "imb dev", &broker.ListenError{Addr: a.addr, Err: err}, func(string) string { return a.flag })
+		}
+		_ = ln.Close()
+	}
 
 	amCfg := amdev.Config{Listen: o.amListen, InMemory: o.inMemory, ConfigFile: o.amConfig, Logger: log}
 	if !o.inMemory {
