@@ -22,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
 
 	"imb/amdev"
 	"imb/broker"
@@ -42,10 +41,8 @@ func readSample(t *testing.T) broker.Config {
 		t.Fatal(err)
 	}
 	cfg := broker.Defaults()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
-		t.Fatalf("%s: %v", sampleConfig, err)
+	if err := broker.DecodeConfig(sampleConfig, data, &cfg); err != nil {
+		t.Fatalf("%v", err)
 	}
 	return cfg
 }

@@ -70,9 +70,7 @@ func yamlFields() map[string]int {
 // decodeKey reads `key: value` the way imb.yaml is read and returns the field.
 func decodeKey(key, val string, field int) (reflect.Value, error) {
 	var cfg broker.Config
-	dec := yaml.NewDecoder(strings.NewReader(key + ": " + val + "\n"))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
+	if err := broker.DecodeConfig("imb.yaml", []byte(key+": "+val+"\n"), &cfg); err != nil {
 		return reflect.Value{}, err
 	}
 	return reflect.ValueOf(cfg).Field(field), nil
