@@ -22,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-
 	"imb/amdev"
 	"imb/broker"
 )
