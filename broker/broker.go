@@ -41,6 +41,7 @@ type Broker struct {
 	admin    *adminServer
 	denials  *denialRing // recent denials, for the status page
 	addrs    map[string]string
+	bound    map[string]net.Listener // sockets bound by bind, until listen hands them over
 	ready    func(ctx context.Context) error
 
 	mu      sync.Mutex
@@ -52,13 +53,26 @@ type Broker struct {
 // The listeners are bound when Start returns, so Addr answers at once.
 func Start(ctx context.Context, cfg Config) (*Broker, error) {
 	if err := cfg.fill(); err != nil {
-		return nil, err
+		return nil, configErr(err)
 	}
 	b := &Broker{cfg: cfg, log: cfg.Logger, addrs: map[string]string{}, stopped: make(chan struct{})}
 	if cfg.AllowAll {
 		if err := cfg.checkLoopbackOnly(); err != nil {
-			return nil, err
+			return nil, configErr(err)
 		}
+	}
+	// Bind first: an address in use is the commonest start-up failure, and its
+	// message should come before anything the server logs while it assembles.
+	if err := b.bind(); err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			b.unbind()
+		}
+	}()
+	if cfg.AllowAll {
 		b.server = mqtt.New(&mqtt.Options{Capabilities: cfg.capabilities(), Logger: mochiLogger(cfg.Logger),
 			SysTopicResendInterval: int64(cfg.SysInterval / time.Second)})
 		b.registry = prometheus.NewRegistry()
@@ -68,13 +82,14 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		if err := b.server.AddHook(b.protocolHook(), nil); err != nil {
 			return nil, err
 		}
+		started = true
 		return b.serve(ctx)
 	}
 	policy := cfg.Policy
 	if policy == nil {
 		p, err := authz.Load(cfg.PolicyFile)
 		if err != nil {
-			return nil, fmt.Errorf("policy: %w", err)
+			return nil, configErr(fmt.Errorf("policy: %w", err))
 		}
 		policy = p
 	}
@@ -113,7 +128,9 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 			Options: &bbolt.Options{Timeout: 2 * time.Second, NoSync: !cfg.DataFsync, NoFreelistSync: true},
 		}
 	}
-	if b.hook, err = b.newHook(validator, policy, metrics, store); err == nil {
+	if b.hook, err = b.newHook(validator, policy, metrics, store); err != nil {
+		err = configErr(err)
+	} else {
 		err = b.server.AddHook(b.hook, nil)
 	}
 	if err == nil {
@@ -134,12 +151,14 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 	if c, ok := validator.(*introspect.Cache); ok {
 		registerCacheMetrics(b.registry, c)
 	}
+	started = true
 	return b.serve(ctx)
 }
 
 // serve binds the listeners and the admin endpoint and starts the broker.
 func (b *Broker) serve(ctx context.Context) (*Broker, error) {
 	fail := func(err error) (*Broker, error) {
+		b.unbind()
 		_ = b.server.Close()
 		if b.sessions != nil {
 			_ = b.sessions.Close()
@@ -158,7 +177,7 @@ func (b *Broker) serve(ctx context.Context) (*Broker, error) {
 	if b.cfg.AdminAddr != "" {
 		admin, err := startAdmin(b.cfg.AdminAddr, b)
 		if err != nil {
-			return fail(err)
+			return fail(&ListenError{Key: "admin_addr", Addr: b.cfg.AdminAddr, Err: err})
 		}
 		b.admin = admin
 	}
@@ -183,6 +202,7 @@ func (b *Broker) newHook(v hooks.TokenValidator, p *authz.Policy, m *hooks.Metri
 		Policy:             p,
 		ClientIDBinding:    b.cfg.ClientIDBinding,
 		RequireUsername:    b.cfg.RequireUsername,
+		TokenField:         b.cfg.TokenField,
 		WillDenied:         hooks.WillPolicy(b.cfg.WillDenied),
 		ValidateTimeout:    b.cfg.ValidateTimeout,
 		RevalidateInterval: b.cfg.RevalidateInterval,
@@ -225,14 +245,12 @@ func (b *Broker) listen() error {
 		if s.tls && tlsConf == nil {
 			c, err := b.cfg.tlsConfig()
 			if err != nil {
-				return err
+				return configErr(err)
 			}
 			tlsConf = c
 		}
-		ln, err := net.Listen("tcp", s.addr)
-		if err != nil {
-			return fmt.Errorf("listen %s on %s: %w", s.id, s.addr, err)
-		}
+		ln := b.bound[s.id]
+		delete(b.bound, s.id) // the listener owns it from here
 		var l net.Listener = ln
 		switch {
 		case s.ws && s.tls:
@@ -248,30 +266,76 @@ func (b *Broker) listen() error {
 		}
 	}
 	if len(b.addrs) == 0 {
-		return errors.New("no MQTT listener configured")
+		return configErr(errors.New("no MQTT listener configured"))
 	}
 	return nil
+}
+
+// listenerKeys are the MQTT listeners by id, with their imb.yaml keys.
+func (c *Config) listenerKeys() [][3]string {
+	return [][3]string{
+		{"tcp", "mqtt_addr", c.MQTTAddr},
+		{"tls", "tls_addr", c.TLSAddr},
+		{"ws", "ws_addr", c.WSAddr},
+		{"wss", "wss_addr", c.WSSAddr},
+	}
+}
+
+// bind opens every configured MQTT listener's socket and checks that the admin
+// address is free, before the server is assembled (see Start).
+func (b *Broker) bind() error {
+	b.bound = map[string]net.Listener{}
+	for _, l := range b.cfg.listenerKeys() {
+		if l[2] == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l[2])
+		if err != nil {
+			b.unbind()
+			return &ListenError{Key: l[1], Addr: l[2], Err: err}
+		}
+		b.bound[l[0]] = ln
+	}
+	if b.cfg.AdminAddr != "" {
+		// The admin server binds its own socket later; trying the address now puts
+		// a conflict first. Another process taking it in between still fails then.
+		ln, err := net.Listen("tcp", b.cfg.AdminAddr)
+		if err != nil {
+			b.unbind()
+			return &ListenError{Key: "admin_addr", Addr: b.cfg.AdminAddr, Err: err}
+		}
+		_ = ln.Close()
+	}
+	return nil
+}
+
+// unbind closes sockets bind opened that no listener took over.
+func (b *Broker) unbind() {
+	for id, ln := range b.bound {
+		_ = ln.Close()
+		delete(b.bound, id)
+	}
 }
 
 // Check validates cfg and its policy without starting anything, and returns a
 // one-line summary: the configuration check an operator (or ExecStartPre) runs.
 func Check(cfg Config) (string, error) {
 	if err := cfg.fill(); err != nil {
-		return "", err
+		return "", configErr(err)
 	}
 	if cfg.AllowAll {
-		return "", errors.New("allow-all is a measurement baseline, not a configuration")
+		return "", configErr(errors.New("allow-all is a measurement baseline, not a configuration"))
 	}
 	if cfg.TLSAddr != "" || cfg.WSSAddr != "" {
 		if _, err := cfg.tlsConfig(); err != nil {
-			return "", err
+			return "", configErr(err)
 		}
 	}
 	policy := cfg.Policy
 	if policy == nil {
 		p, err := authz.Load(cfg.PolicyFile)
 		if err != nil {
-			return "", fmt.Errorf("policy: %w", err)
+			return "", configErr(fmt.Errorf("policy: %w", err))
 		}
 		policy = p
 	}

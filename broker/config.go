@@ -45,12 +45,13 @@ type Config struct {
 	// RFC 7662 introspection when IntrospectURL is set (or discovered from Issuer with
 	// client credentials and no JWT key source); both: JWTs of Issuer locally, the rest
 	// introspected.
-	Issuer               string        `yaml:"issuer"`      // OIDC issuer URL; discovery at {issuer}/.well-known/openid-configuration
-	JWKSURL              string        `yaml:"jwks_url"`    // key set URL, instead of discovery
-	JWKSFile             string        `yaml:"jwks_file"`   // local key set file
-	Audience             []string      `yaml:"audience"`    // accepted aud values (empty: aud not checked)
-	Algorithms           []string      `yaml:"algorithms"`  // JWT algorithm allow-list (default ES256 ES384 RS256 PS256 EdDSA)
-	TokenTypes           []string      `yaml:"token_types"` // accepted JWT typ headers (empty: any)
+	Issuer               string        `yaml:"issuer"`       // OIDC issuer URL; discovery at {issuer}/.well-known/openid-configuration
+	JWKSURL              string        `yaml:"jwks_url"`     // key set URL, instead of discovery
+	JWKSFile             string        `yaml:"jwks_file"`    // local key set file
+	Audience             []string      `yaml:"audience"`     // accepted aud values (empty: aud not checked)
+	AudienceAny          bool          `yaml:"audience_any"` // imb serve: accept an issuer's tokens of any audience (else an issuer needs audience)
+	Algorithms           []string      `yaml:"algorithms"`   // JWT algorithm allow-list (default ES256 ES384 RS256 PS256 EdDSA)
+	TokenTypes           []string      `yaml:"token_types"`  // accepted JWT typ headers (empty: any)
 	IntrospectURL        string        `yaml:"introspect_url"`
 	ClientID             string        `yaml:"client_id"`          // the broker's own OAuth2 client, for introspection
 	ClientSecret         string        `yaml:"client_secret"`      // its secret (prefer the IMB_CLIENT_SECRET environment variable)
@@ -66,6 +67,7 @@ type Config struct {
 	// Identity binding and sessions.
 	ClientIDBinding  []string      `yaml:"client_id_binding"` // default ["{sub}"]
 	RequireUsername  bool          `yaml:"require_username"`  // username must equal the thing id
+	TokenField       string        `yaml:"token_field"`       // CONNECT field with the token: password (default), username or either
 	WillDenied       string        `yaml:"will_denied"`       // "reject" (default) or "drop"
 	DataDir          string        `yaml:"data"`              // persistence directory; empty: in memory
 	DataFsync        bool          `yaml:"data_fsync"`        // fsync every write (survives power loss, costs a flush per QoS>0 message)
@@ -160,6 +162,7 @@ func Defaults() Config {
 		NegativeTTL:               10 * time.Second,
 		ClientIDBinding:           []string{"{sub}"},
 		WillDenied:                "reject",
+		TokenField:                "password",
 		MaxSessionExpiry:          7 * 24 * time.Hour,
 		ConnectDeadline:           10 * time.Second,
 		MaxPacketSize:             256 << 10,
@@ -274,6 +277,20 @@ func (c *Config) fill() error {
 	}
 	if c.IntrospectURL != "" && c.ClientID == "" {
 		return errors.New("introspect_url needs client_id (and client_secret): the broker authenticates to the endpoint")
+	}
+	return nil
+}
+
+// CheckAudience refuses an issuer without an audience unless AudienceAny says so:
+// an issuer signs tokens for every one of its clients, the broker's own
+// introspection client among them, and without an audience check each of them
+// would connect. The library leaves the choice to its caller; imb serve applies it.
+func (c *Config) CheckAudience() error {
+	if c.Issuer != "" && len(c.Audience) == 0 && !c.AudienceAny {
+		return &ConfigError{Err: fmt.Errorf("issuer %s is set but no audience: every client of that issuer "+
+			"(the broker's own introspection client too) could connect with its tokens; set audience "+
+			"(--audience) to the clients whose tokens may connect, or audience_any: true (--audience-any) "+
+			"to accept them all", c.Issuer)}
 	}
 	return nil
 }

@@ -49,7 +49,7 @@ func connectRaw(t *testing.T, b *Broker, iss *issuer.Issuer, keepAlive uint16) (
 	return r, ack
 }
 
-func publish(topic string, id uint16, payload []byte) packets.Packet {
+func publishPacket(topic string, id uint16, payload []byte) packets.Packet {
 	return packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
 		TopicName:   topic, PacketID: id, Payload: payload,
@@ -123,8 +123,8 @@ func TestOversizedPublish(t *testing.T) {
 			}
 
 			r, _ := connectRaw(t, b, iss, 30)
-			small := mqtttest.Encode(t, publish(topic, 1, []byte("ok")))
-			big := mqtttest.Encode(t, publish(topic, 2, make([]byte, tc.payload)))
+			small := mqtttest.Encode(t, publishPacket(topic, 1, []byte("ok")))
+			big := mqtttest.Encode(t, publishPacket(topic, 2, make([]byte, tc.payload)))
 			if len(big) <= limit {
 				t.Fatalf("test packet of %d bytes is not above the limit", len(big))
 			}
@@ -163,7 +163,7 @@ func TestOversizedPublish(t *testing.T) {
 func TestPubackWithoutInheritedProperties(t *testing.T) {
 	b, iss := startBroker(t, nil)
 	r, _ := connectRaw(t, b, iss, 30)
-	pk := publish("things/t1/telemetry/a", 7, []byte("x"))
+	pk := publishPacket("things/t1/telemetry/a", 7, []byte("x"))
 	pk.Properties.User = []packets.UserProperty{{Key: "trace", Val: "abc"}}
 	pk.Properties.ContentType = "text/plain"
 	if err := r.Send(pk); err != nil {

@@ -62,7 +62,7 @@ func startStatusBroker(t *testing.T, mod func(*Config)) (*Broker, []string) {
 		tok := iss.Mint(issuer.Claims{"sub": tc.thing, "scope": "publish"}, time.Hour)
 		tokens = append(tokens, tok)
 		r := mqtttest.Connect(t, b.Addr("tcp"), tc.thing, tok)
-		if err := r.Send(publish(tc.topic, 1, []byte("x"))); err != nil {
+		if err := r.Send(publishPacket(tc.topic, 1, []byte("x"))); err != nil {
 			t.Fatal(err)
 		}
 		ack, ok := r.Read(5 * time.Second)

@@ -140,6 +140,7 @@ func TestComposeWiring(t *testing.T) {
 		if got := envValue(p.Services["imb"], "IMB_CLIENT_SECRET"); got != amdev.BrokerClientSecret {
 			t.Errorf("imb IMB_CLIENT_SECRET %q: amdev's broker client secret is %q", got, amdev.BrokerClientSecret)
 		}
+		checkAudience(t, broker, []string{amdev.DefaultClientID, amdev.CustomThingClientID, amdev.CloudAppClientID})
 		dep, ok := p.Services["imb"].DependsOn["amdev"]
 		if !ok || dep.Condition != types.ServiceConditionHealthy {
 			t.Errorf("imb depends_on amdev %+v: want condition %s, so that amdev's keys are there at start",
@@ -159,6 +160,7 @@ func TestComposeWiring(t *testing.T) {
 				t.Errorf("--%s %q, want %q", flag, got, want)
 			}
 		}
+		checkAudience(t, broker, []string{amdev.DefaultClientID, amdev.CloudAppClientID})
 		if got := envValue(p.Services["imb-external"], "IMB_CLIENT_SECRET"); got != externalAMEnv["AM_CLIENT_SECRET"] {
 			t.Errorf("IMB_CLIENT_SECRET %q, want AM_CLIENT_SECRET %q", got, externalAMEnv["AM_CLIENT_SECRET"])
 		}
@@ -184,6 +186,24 @@ func TestComposeWiring(t *testing.T) {
 			t.Errorf("error does not say what is wrong:\n%s", out)
 		}
 	})
+}
+
+// checkAudience: the broker accepts tokens issued to exactly these clients, and
+// never its own introspection client's.
+func checkAudience(t *testing.T, broker []arg, want []string) {
+	t.Helper()
+	var got []string
+	for _, a := range broker {
+		if a.name == "audience" {
+			got = append(got, strings.Split(a.value, ",")...)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("--audience %v, want %v: without it a token issued to any client of the issuer connects", got, want)
+	}
+	if slices.Contains(got, amdev.BrokerClientID) {
+		t.Errorf("--audience includes the broker's own client %s", amdev.BrokerClientID)
+	}
 }
 
 // checkImage: every service runs the image built from this repository's Dockerfile.

@@ -22,8 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"imb/amdev"
 	"imb/broker"
 )
@@ -42,10 +40,8 @@ func readSample(t *testing.T) broker.Config {
 		t.Fatal(err)
 	}
 	cfg := broker.Defaults()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
-		t.Fatalf("%s: %v", sampleConfig, err)
+	if err := broker.DecodeConfig(sampleConfig, data, &cfg); err != nil {
+		t.Fatalf("%v", err)
 	}
 	return cfg
 }
@@ -170,8 +166,8 @@ func TestSampleConfigErrors(t *testing.T) {
 				t.Fatalf("exit %d (%v), want 2 (configuration error); stderr:\n%s", code, err, &stderr)
 			}
 			line := strings.Count(string(data), "\n") + 1
-			if !strings.Contains(stderr.String(), "config "+f) || !strings.Contains(stderr.String(), "line "+strconv.Itoa(line)) {
-				t.Errorf("error %q names neither the file nor line %d", stderr.String(), line)
+			if pos := f + ":" + strconv.Itoa(line) + ":"; !strings.Contains(stderr.String(), pos) || !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("error %q does not name %s and %s", stderr.String(), pos, tc.want)
 			}
 		})
 	}

@@ -70,9 +70,7 @@ func yamlFields() map[string]int {
 // decodeKey reads `key: value` the way imb.yaml is read and returns the field.
 func decodeKey(key, val string, field int) (reflect.Value, error) {
 	var cfg broker.Config
-	dec := yaml.NewDecoder(strings.NewReader(key + ": " + val + "\n"))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
+	if err := broker.DecodeConfig("imb.yaml", []byte(key+": "+val+"\n"), &cfg); err != nil {
 		return reflect.Value{}, err
 	}
 	return reflect.ValueOf(cfg).Field(field), nil
@@ -142,7 +140,11 @@ func TestConfigurationReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	for flag := range serve.takesValue {
-		if !documentedFlags[flag] && !strings.Contains(string(doc), "`--"+flag) {
+		dashes := "--"
+		if len(flag) == 1 {
+			dashes = "-" // one-letter flags are written -v, as the help shows them
+		}
+		if !documentedFlags[flag] && !strings.Contains(string(doc), "`"+dashes+flag) {
 			t.Errorf("imb serve --%s is not documented in %s", flag, configDoc)
 		}
 	}

@@ -63,9 +63,9 @@ func buildIMB(dir string) (*imbCLI, error) {
 	return c, nil
 }
 
-// helpLine matches a flag line of Go's flag.PrintDefaults: "  -name type" or
+// helpLine matches a flag line of imb's help: "  --name type" (or Go's "  -name type") or
 // "  -name" for a boolean, the usage following on the same or the next line.
-var helpLine = regexp.MustCompile(`^  -([A-Za-z0-9][A-Za-z0-9_.-]*)(?: (\S+))?(?:\t|$)`)
+var helpLine = regexp.MustCompile(`^  --?([A-Za-z0-9][A-Za-z0-9_.-]*)(?: (\S+))?(?:\t|$)`)
 
 var helpDefault = regexp.MustCompile(`\(default "?([^")]*)"?\)\s*$`)
 

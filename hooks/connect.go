@@ -119,7 +119,7 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 
 // authenticate reads the token from CONNECT, validates it and binds the client id.
 func (h *Hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*identity, *refusal) {
-	token, authMethod, r := tokenFromConnect(cl, pk)
+	token, authMethod, r := tokenFromConnect(cl, pk, h.cfg.TokenField)
 	if r != nil {
 		return nil, r
 	}
@@ -192,9 +192,16 @@ func (h *Hook) unbounded(tok *introspect.Token) bool {
 	return tok.Expiry.IsZero() && (tok.Method != introspect.MethodIntrospection || h.cfg.RevalidateInterval < 0)
 }
 
+// Values of Config.TokenField.
+const (
+	TokenInPassword = "password"
+	TokenInUsername = "username"
+	TokenInEither   = "either"
+)
+
 // tokenFromConnect takes the token from MQTT 5 Authentication Data under AuthMethod,
-// or else from the password.
-func tokenFromConnect(cl *mqtt.Client, pk packets.Packet) (token, authMethod string, r *refusal) {
+// or else from the CONNECT field that field names.
+func tokenFromConnect(cl *mqtt.Client, pk packets.Packet, field string) (token, authMethod string, r *refusal) {
 	if m := pk.Properties.AuthenticationMethod; m != "" {
 		if m != AuthMethod {
 			return "", "", badAuthMethod("authentication method not supported; use " + AuthMethod)
@@ -203,6 +210,12 @@ func tokenFromConnect(cl *mqtt.Client, pk packets.Packet) (token, authMethod str
 			return "", "", badToken("no token in authentication data")
 		}
 		return string(pk.Properties.AuthenticationData), m, nil
+	}
+	if field == TokenInUsername || (field == TokenInEither && len(pk.Connect.Password) == 0) {
+		// The username is a token here, not a name: no log line or stored record
+		// may see it (the identity's name replaces it once the token is judged).
+		cl.Properties.Username = nil
+		return string(pk.Connect.Username), "", nil
 	}
 	return string(pk.Connect.Password), "", nil
 }

@@ -71,6 +71,11 @@ type Config struct {
 	ClientIDBinding []string
 	// RequireUsername makes a CONNECT username mandatory and equal to the thing id.
 	RequireUsername bool
+	// TokenField names the CONNECT field that carries the token when no MQTT 5
+	// authentication method is used: TokenInPassword (default), TokenInUsername
+	// (the mosquitto-go-auth convention: token as username, empty password), or
+	// TokenInEither (the password when one is sent, else the username).
+	TokenField string
 	// WillDenied chooses between refusing the connection and dropping a will the
 	// grants do not allow. The default is WillReject.
 	WillDenied WillPolicy
@@ -136,6 +141,17 @@ func New(cfg Config) (*Hook, error) {
 	bindings, err := parseBindings(cfg.ClientIDBinding)
 	if err != nil {
 		return nil, err
+	}
+	switch cfg.TokenField {
+	case "":
+		cfg.TokenField = TokenInPassword
+	case TokenInPassword, TokenInEither:
+	case TokenInUsername:
+		if cfg.RequireUsername {
+			return nil, errors.New("hooks: require_username cannot hold when the token is the username")
+		}
+	default:
+		return nil, fmt.Errorf("hooks: token field %q: want %q, %q or %q", cfg.TokenField, TokenInPassword, TokenInUsername, TokenInEither)
 	}
 	switch cfg.WillDenied {
 	case "":

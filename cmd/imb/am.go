@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -25,29 +22,21 @@ func runAM(args []string, stdout, stderr io.Writer) int {
 
 // runAMContext is runAM with the stop signal as a context, so tests can end it.
 func runAMContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("imb am", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("imb am", "imb am [flags]", "Runs amdev, an AM-compatible development identity server (see docs/amdev.md).")
 	listen := fs.String("listen", "127.0.0.1:8080", "TCP address to listen on")
 	baseURL := fs.String("base-url", "", "externally visible base URL (default http://<listen address>/am)")
 	dataDir := fs.String("data", "./.imb-dev/am", "data directory of the store")
 	inMemory := fs.Bool("in-memory", false, "keep nothing: use a temporary store removed on exit")
 	configFile := fs.String("config", "", "YAML file overriding the default AM configuration")
-	verbose := fs.Bool("v", false, "log requests refused and other debug detail")
 	insecureDefaults := fs.Bool("insecure-defaults", false, "listen on a non-loopback address although accounts keep their documented development passwords and secrets")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: imb am [flags]")
-		fmt.Fprintln(stderr, "\nRuns amdev, an AM-compatible development identity server (see docs/amdev.md).")
-		fs.PrintDefaults()
+	logOpts := addLogFlags(fs.FlagSet, "info")
+	if code := fs.parse(args, 0, stdout, stderr); code >= 0 {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "imb am: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	logger, err := logOpts.logger(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "imb am:", err)
+		return exitUsage
 	}
 	if !loopback(*listen) && !*insecureDefaults {
 		settings := amdev.DefaultSettings()
@@ -55,7 +44,7 @@ func runAMContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			var err error
 			if settings, err = amdev.LoadSettings(*configFile); err != nil {
 				fmt.Fprintf(stderr, "imb am: %v\n", err)
-				return 2
+				return exitUsage
 			}
 		}
 		if weak := settings.DocumentedSecrets(); len(weak) > 0 {
@@ -63,30 +52,24 @@ func runAMContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 				"development passwords or secrets, so anyone who can reach it can log in as them. Set your own in a --config file "+
 				"(docs/amdev.md), listen on 127.0.0.1, or pass --insecure-defaults to accept the risk.\n",
 				*listen, strings.Join(weak, ", "))
-			return 2
+			return exitUsage
 		}
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	srv, err := amdev.Start(startCtx, amdev.Config{Listen: *listen, BaseURL: *baseURL, DataDir: *dataDir,
 		InMemory: *inMemory, ConfigFile: *configFile, Logger: logger})
 	cancel()
 	if err != nil {
-		fmt.Fprintf(stderr, "imb am: %v\n", err)
-		return 1
+		return amStartFailure(stderr, "imb am", "--listen", *listen, err)
 	}
 	printAMInfo(stdout, srv)
 	<-ctx.Done()
 	logger.Info("shutting down")
 	if err := srv.Close(); err != nil {
 		fmt.Fprintf(stderr, "imb am: close: %v\n", err)
-		return 1
+		return exitRuntime
 	}
-	return 0
+	return exitOK
 }
 
 // printAMInfo tells the user where amdev is and how to log in. It prints a

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -32,8 +31,7 @@ type devOptions struct {
 	adminAddr string
 	policy    string
 	amConfig  string
-	logFormat string
-	logLevel  string
+	log       *logFlags
 }
 
 func runDev(args []string, stdout, stderr io.Writer) int {
@@ -45,56 +43,68 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 // devMain runs imb dev until ctx ends.
 func devMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var o devOptions
-	fs := flag.NewFlagSet("imb dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("imb dev", "imb dev [flags]",
+		"Runs the broker and amdev, an AM-compatible development identity server, on loopback, and prints\n"+
+			"tokens and commands to try. Logs at info: the event=connect audit lines show each connection.")
 	fs.StringVar(&o.dataDir, "data", ".imb-dev", "directory for the dev identity store and the broker's sessions")
 	fs.BoolVar(&o.inMemory, "in-memory", false, "keep everything in memory (nothing survives a restart)")
 	fs.StringVar(&o.amListen, "am-listen", "127.0.0.1:8080", "listen address of the AM-compatible dev server (base URL http://ADDR/am)")
 	fs.StringVar(&o.mqttAddr, "mqtt-addr", "127.0.0.1:1883", "MQTT over TCP listen address")
 	fs.StringVar(&o.wsAddr, "ws-addr", "127.0.0.1:8083", "MQTT over WebSocket listen address (empty disables)")
 	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:9100", "admin HTTP address: /healthz, /readyz, /metrics")
-	fs.StringVar(&o.policy, "policy", "topics.yaml", "topics.yaml policy file")
+	fs.StringVar(&o.policy, "policy", "", "topics.yaml policy `FILE` (default ./topics.yaml, else the built-in default policy)")
 	fs.StringVar(&o.amConfig, "am-config", "", "amdev settings file (trees, clients, token lifetimes; docs/amdev.md)")
-	fs.StringVar(&o.logFormat, "log-format", "text", "log format: json or text")
-	fs.StringVar(&o.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	o.log = addLogFlags(fs.FlagSet, "info")
+	if code := fs.parse(args, 0, stdout, stderr); code >= 0 {
+		return code
 	}
-	for _, a := range []string{o.amListen, o.mqttAddr, o.wsAddr, o.adminAddr} {
-		if a != "" && !loopback(a) {
-			fmt.Fprintf(stderr, "imb dev: %s is not a loopback address; imb dev serves this machine only (use imb serve and imb am to expose them)\n", a)
-			return 2
+	for _, a := range []struct{ flag, addr string }{{"am-listen", o.amListen}, {"mqtt-addr", o.mqttAddr}, {"ws-addr", o.wsAddr}, {"admin-addr", o.adminAddr}} {
+		if a.addr != "" && !loopback(a.addr) {
+			fmt.Fprintf(stderr, "imb dev: `--%s %s` is not a loopback address; imb dev serves this machine only (use imb serve and imb am to expose them)\n", a.flag, a.addr)
+			return exitUsage
 		}
 	}
-	log, err := newLogger(stderr, o.logFormat, o.logLevel)
+	log, err := o.log.logger(stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "imb dev:", err)
-		return 2
+		return exitUsage
+	}
+	// The identity server starts first and logs; an address in use is checked
+	// before, so that its message is the first line (the broker binds for real later).
+	for _, a := range []struct{ flag, addr string }{{"--mqtt-addr", o.mqttAddr}, {"--ws-addr", o.wsAddr}, {"--admin-addr", o.adminAddr}} {
+		if a.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", a.addr)
+		if err != nil {
+			return startFailure(stderr, "imb dev", &broker.ListenError{Addr: a.addr, Err: err}, func(string) string { return a.flag })
+		}
+		_ = ln.Close()
 	}
 
-	amCfg := amdev.Config{Listen: o.amListen, InMemory: o.inMemory, ConfigFile: o.amConfig, Logger: log.With("component", "amdev")}
+	amCfg := amdev.Config{Listen: o.amListen, InMemory: o.inMemory, ConfigFile: o.amConfig, Logger: log}
 	if !o.inMemory {
 		amCfg.DataDir = filepath.Join(o.dataDir, "am")
 	}
 	am, err := amdev.Start(ctx, amCfg)
 	if err != nil {
-		fmt.Fprintln(stderr, "imb dev: identity server:", err)
-		return 1
+		return amStartFailure(stderr, "imb dev", "--am-listen", o.amListen, err)
 	}
 	defer am.Close()
 	brokerClient, ok := am.BrokerClient()
 	if !ok {
 		fmt.Fprintln(stderr, "imb dev: the identity server has no broker introspection client configured")
-		return 1
+		return exitUsage
 	}
 
 	cfg := broker.Defaults()
 	cfg.MQTTAddr, cfg.WSAddr, cfg.AdminAddr = o.mqttAddr, o.wsAddr, o.adminAddr
 	cfg.PolicyFile = o.policy
+	if !usePolicy(&cfg, "imb dev", stderr) {
+		return exitUsage
+	}
 	cfg.Issuer = am.Issuer()
+	cfg.Audience = devAudience(am)
 	cfg.IntrospectURL = am.IntrospectionURL()
 	cfg.ClientID, cfg.ClientSecret = brokerClient.ID, brokerClient.Secret
 	cfg.Logger = log.With("component", "broker")
@@ -103,21 +113,50 @@ func devMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	b, err := broker.Start(ctx, cfg)
 	if err != nil {
-		fmt.Fprintln(stderr, "imb dev: broker:", err)
-		return 1
+		return startFailure(stderr, "imb dev", err, serveFlagOf)
 	}
 	defer b.Close()
 
 	if err := waitReady(ctx, b); err != nil {
 		fmt.Fprintln(stderr, "imb dev: broker not ready:", err)
-		return 1
+		return exitRuntime
 	}
 	if err := printDevGuide(ctx, stdout, am, b); err != nil {
 		fmt.Fprintln(stderr, "imb dev:", err)
-		return 1
+		return exitRuntime
 	}
 	serveUntilSignal(ctx, b, log)
-	return 0
+	return exitOK
+}
+
+// devAudience is the clients whose tokens may connect in imb dev: the things'
+// clients and the cloud application, never the broker's own introspection
+// client (whose secret is as public as the others').
+func devAudience(am *amdev.Server) []string {
+	var aud []string
+	for _, id := range []string{amdev.DefaultClientID, amdev.CustomThingClientID, amdev.CloudAppClientID} {
+		if _, ok := am.Client(id); ok {
+			aud = append(aud, id)
+		}
+	}
+	return aud
+}
+
+// amStartFailure reports why amdev did not start: an address that cannot be
+// bound is a usage error named by its flag, anything else a run-time failure.
+func amStartFailure(stderr io.Writer, prefix, flagName, addr string, err error) int {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "listen" {
+		reason := oe.Err.Error()
+		var se *os.SyscallError
+		if errors.As(oe.Err, &se) {
+			reason = se.Err.Error()
+		}
+		fmt.Fprintf(stderr, "%s: `%s %s`: %s\n", prefix, flagName, addr, reason)
+		return exitUsage
+	}
+	fmt.Fprintf(stderr, "%s: identity server: %v\n", prefix, err)
+	return exitRuntime
 }
 
 // loopback reports whether addr's host is a loopback address.

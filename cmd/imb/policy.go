@@ -2,20 +2,21 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
 
 	"imb/authz"
+	"imb/authz/defaultpolicy"
 )
 
-// Exit codes of `imb policy`.
+// Exit codes of `imb policy explain`, besides exitUsage for bad arguments or an
+// invalid policy.
 const (
 	exitAllow = 0
-	exitUsage = 2 // bad arguments or an invalid policy
 	exitDeny  = 3
 )
 
@@ -30,7 +31,9 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 		return runPolicyCheck(args[1:], stdout, stderr)
 	case "explain":
 		return runPolicyExplain(args[1:], stdout, stderr)
-	case "help", "-h", "--help":
+	case "show-default":
+		return runPolicyShowDefault(args[1:], stdout, stderr)
+	case "help", "-h", "-help", "--help":
 		policyUsage(stdout)
 		return 0
 	}
@@ -43,18 +46,32 @@ func policyUsage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   imb policy check FILE
       validate a topics.yaml; print a one-line summary (exit 0) or FILE:LINE:COL: message lines (exit 2)
-  imb policy explain --policy FILE --sub ID [--client-id ID] [--scope S]... [--claim NAME=VALUE]...
+  imb policy explain [--policy FILE] --sub ID [--client-id ID] [--scope S]... [--claim NAME=VALUE]...
                      (--publish TOPIC | --subscribe FILTER | --receive TOPIC) [--qos N] [--retain]
-      decide one request as the broker would; print ALLOW or DENY and the deciding rule
-      (exit 0 allow, 3 deny, 2 usage or policy error)
+      decide one request as the broker would; the first line is ALLOW or DENY and what decided
+      (exit 0 allow, 3 deny, 2 usage or policy error); --policy defaults to ./topics.yaml,
+      else the built-in default policy
+  imb policy show-default
+      print the built-in default policy (start your own: imb policy show-default > topics.yaml)
 `)
+}
+
+// runPolicyShowDefault prints the built-in policy.
+func runPolicyShowDefault(args []string, stdout, stderr io.Writer) int {
+	f := newFlags("imb policy show-default", "imb policy show-default",
+		"Prints the default policy built into imb, the one imb dev and imb serve use without a policy file.")
+	if code := f.parse(args, 0, stdout, stderr); code >= 0 {
+		return code
+	}
+	_, _ = stdout.Write(defaultpolicy.Text)
+	return exitOK
 }
 
 // runPolicyCheck validates one policy file.
 func runPolicyCheck(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 		policyUsage(stdout)
-		return 0
+		return exitOK
 	}
 	if len(args) != 1 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprintln(stderr, "usage: imb policy check FILE")
@@ -70,7 +87,13 @@ func runPolicyCheck(args []string, stdout, stderr io.Writer) int {
 
 // loadPolicy loads a policy and prints its problems, one FILE:LINE:COL line each.
 func loadPolicy(path string, stderr io.Writer) (*authz.Policy, bool) {
-	pol, err := authz.Load(path)
+	var pol *authz.Policy
+	var err error
+	if path == "" {
+		pol, err = defaultpolicy.Load()
+	} else {
+		pol, err = authz.Load(path)
+	}
 	if err == nil {
 		return pol, true
 	}
@@ -97,9 +120,7 @@ type explainRequest struct {
 
 // parseExplain parses the arguments of `imb policy explain`; errors are usage
 // errors.
-func parseExplain(args []string, stderr io.Writer) (*explainRequest, error) {
-	fs := flag.NewFlagSet("imb policy explain", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func parseExplain(fs *cmdFlags, args []string, stdout, stderr io.Writer) (*explainRequest, int, error) {
 	var (
 		req                         explainRequest
 		sub, clientID               string
@@ -108,7 +129,7 @@ func parseExplain(args []string, stderr io.Writer) (*explainRequest, error) {
 		qos                         int
 		anonymous                   bool
 	)
-	fs.StringVar(&req.policy, "policy", "", "policy `FILE` (topics.yaml)")
+	fs.StringVar(&req.policy, "policy", "", "policy `FILE` (default ./topics.yaml, else the built-in default policy)")
 	fs.StringVar(&sub, "sub", "", "thing `ID` ({sub})")
 	fs.StringVar(&clientID, "client-id", "", "MQTT client `ID` ({client_id}); defaults to --sub")
 	fs.Var(&scopes, "scope", "token `scope` (repeatable; a space-separated list is split)")
@@ -119,19 +140,19 @@ func parseExplain(args []string, stderr io.Writer) (*explainRequest, error) {
 	fs.IntVar(&qos, "qos", 0, "QoS `N` of the publish or subscription (0, 1 or 2)")
 	fs.BoolVar(&req.retain, "retain", false, "the publish sets the retain flag")
 	fs.BoolVar(&anonymous, "anonymous", false, "the client has no token (only the anonymous section applies; --sub not needed)")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
+	if code := fs.parse(args, 0, stdout, stderr); code >= 0 {
+		return nil, code, nil
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if req.policy == "" {
-		return nil, errors.New("--policy FILE is required")
+	set := fs.given()
+	if !set["policy"] {
+		if _, err := os.Stat("topics.yaml"); err == nil {
+			req.policy = "topics.yaml"
+		}
+	} else if req.policy == "" {
+		return nil, exitUsage, errors.New("--policy: a file name is needed")
 	}
 	if !set["sub"] && !anonymous {
-		return nil, errors.New("--sub ID is required (or --anonymous)")
+		return nil, exitUsage, errors.New("--sub ID is required (or --anonymous)")
 	}
 	var actions []string
 	for _, a := range []struct {
@@ -145,10 +166,10 @@ func parseExplain(args []string, stderr io.Writer) (*explainRequest, error) {
 		}
 	}
 	if len(actions) != 1 {
-		return nil, fmt.Errorf("give exactly one of --publish, --subscribe, --receive (got %d)", len(actions))
+		return nil, exitUsage, fmt.Errorf("give exactly one of --publish, --subscribe, --receive (got %d)", len(actions))
 	}
 	if qos < 0 || qos > 2 {
-		return nil, fmt.Errorf("--qos must be 0, 1 or 2, not %d", qos)
+		return nil, exitUsage, fmt.Errorf("--qos must be 0, 1 or 2, not %d", qos)
 	}
 	req.qos = byte(qos)
 	if !set["client-id"] {
@@ -160,10 +181,10 @@ func parseExplain(args []string, stderr io.Writer) (*explainRequest, error) {
 	}
 	parsed, err := parseClaims(claims)
 	if err != nil {
-		return nil, err
+		return nil, exitUsage, err
 	}
 	req.subject.Claims = parsed
-	return &req, nil
+	return &req, -1, nil
 }
 
 // parseClaims turns NAME=VALUE pairs into JSON-like claims: a name given once is
@@ -189,9 +210,13 @@ func parseClaims(pairs []string) (map[string]any, error) {
 
 // runPolicyExplain decides one request and says why.
 func runPolicyExplain(args []string, stdout, stderr io.Writer) int {
-	req, err := parseExplain(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
+	fs := newFlags("imb policy explain", "imb policy explain [--policy FILE] (--sub ID | --anonymous) [flags] (--publish TOPIC | --subscribe FILTER | --receive TOPIC)",
+		"Decides one request as the broker would. The first line is ALLOW or DENY, then what decided:\n"+
+			"  ALLOW by FILE:LINE (rule NAME): ...   DENY by FILE:LINE (rule NAME): ...   DENY no rule grants it: ...\n"+
+			"Exit code 0 allow, 3 deny, 2 usage or policy error.")
+	req, code, err := parseExplain(fs, args, stdout, stderr)
+	if err == nil && code >= 0 {
+		return code
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "imb policy explain: %v\n", err)
@@ -217,10 +242,21 @@ func writeExplanation(w io.Writer, pol *authz.Policy, req *explainRequest, g *au
 	if d.Allowed {
 		verdict = "ALLOW"
 	}
-	if d.Rule != nil {
-		fmt.Fprintf(w, "%s by %s: %s\n", verdict, d.Rule, d.Reason)
-	} else {
-		fmt.Fprintf(w, "%s: %s\n", verdict, d.Reason)
+	// One shape for both verdicts: VERDICT, a space, then what decided: "by
+	// FILE:LINE (rule NAME)", with the reason when it adds something, or "no rule
+	// grants it" (or why the request cannot be granted at all).
+	switch {
+	case d.Rule != nil:
+		fmt.Fprintf(w, "%s by %s:%d", verdict, d.Rule.File, d.Rule.Line)
+		if d.Rule.Name != "" {
+			fmt.Fprintf(w, " (rule %s)", d.Rule.Name)
+		}
+		if d.Reason != authz.ReasonGranted && d.Reason != authz.ReasonDenied {
+			fmt.Fprintf(w, ": %s", d.Reason)
+		}
+		fmt.Fprintln(w)
+	default:
+		fmt.Fprintf(w, "%s %s\n", verdict, d.Reason)
 	}
 	fmt.Fprintf(w, "  request: %s %q qos %d", req.action, req.topic, req.qos)
 	if req.retain {

@@ -95,7 +95,7 @@ func TestPolicyCheck(t *testing.T) {
 			if tt.stdout != "" && stdout != tt.stdout {
 				t.Errorf("stdout %q, want %q", stdout, tt.stdout)
 			}
-			if tt.name == "help" && !strings.Contains(stdout, "imb policy explain --policy FILE") {
+			if tt.name == "help" && !strings.Contains(stdout, "imb policy explain [--policy FILE]") {
 				t.Errorf("help does not describe explain: %q", stdout)
 			}
 			for _, want := range tt.stderrHas {
@@ -120,40 +120,40 @@ func TestPolicyExplain(t *testing.T) {
 		has       []string // further substrings of stdout
 	}{
 		{"allow publish", []string{"--sub", "t1", "--scope", "publish", "--publish", "things/t1/state", "--qos", "1", "--retain"}, 0,
-			"ALLOW by " + pol + ":3 (thing-state): granted by rule",
+			"ALLOW by " + pol + ":3 (rule thing-state)",
 			[]string{`request: publish "things/t1/state" qos 1 retain`, `subject: sub "t1", client id "t1", scopes [publish]`,
 				`rule:    allow [publish] topics ["things/{sub}/state"]; conditions: scopes any of [publish]; max_qos 1; retain true`}},
 		{"qos above the rule's maximum", []string{"--sub", "t1", "--scope", "publish", "--publish", "things/t1/state", "--qos", "2"}, 3,
-			"DENY by " + pol + ":3 (thing-state): qos 2 above maximum 1", nil},
+			"DENY by " + pol + ":3 (rule thing-state): qos 2 above maximum 1", nil},
 		{"retain refused", []string{"--sub", "t1", "--publish", "clients/t1/hello", "--retain"}, 3,
-			"DENY by " + pol + ":16 (by-client): retain not allowed", nil},
+			"DENY by " + pol + ":16 (rule by-client): retain not allowed", nil},
 		{"client id defaults to sub", []string{"--sub", "t1", "--publish", "clients/t1/hello"}, 0,
-			"ALLOW by " + pol + ":16 (by-client): granted by rule", nil},
+			"ALLOW by " + pol + ":16 (rule by-client)", nil},
 		{"client id given", []string{"--sub", "t1", "--client-id", "c7", "--publish", "clients/c7/hello"}, 0,
-			"ALLOW by " + pol + ":16 (by-client): granted by rule", []string{`client id "c7"`}},
+			"ALLOW by " + pol + ":16 (rule by-client)", []string{`client id "c7"`}},
 		{"no rule", []string{"--sub", "t1", "--scope", "publish", "--publish", "things/t2/state"}, 3,
-			"DENY: no rule grants it", []string{"3 of 5 rules apply to this subject; none of them covers the request"}},
+			"DENY no rule grants it", []string{"3 of 5 rules apply to this subject; none of them covers the request"}},
 		{"deny rule wins", []string{"--sub", "t1", "--claim", "thingType=gateway", "--claim", "things=t1", "--publish", "things/t1/firmware/v2"}, 3,
-			"DENY by " + pol + ":25 (no-firmware): denied by rule", []string{"rule:    deny [publish]"}},
+			"DENY by " + pol + ":25 (rule no-firmware)", []string{"rule:    deny [publish]"}},
 		{"array claim from repeated --claim", []string{"--sub", "gw", "--claim", "thingType=gateway", "--claim", "things=s7", "--claim", "things=s8", "--publish", "things/s8/telemetry/t"}, 0,
-			"ALLOW by " + pol + ":20 (gateway): granted by rule", []string{`claims thingType="gateway" things=["s7", "s8"]`}},
+			"ALLOW by " + pol + ":20 (rule gateway)", []string{`claims thingType="gateway" things=["s7", "s8"]`}},
 		{"skipped rule is mentioned", []string{"--sub", "gw", "--claim", "thingType=gateway", "--claim", "things=+", "--publish", "things/s8/telemetry/t"}, 3,
-			"DENY: no rule grants it", []string{`skipped: ` + pol + `:20 (gateway): topic "things/{claim.things}/telemetry/#": {claim.things} value "+" contains '+'; rule skipped`}},
+			"DENY no rule grants it", []string{`skipped: ` + pol + `:20 (gateway): topic "things/{claim.things}/telemetry/#": {claim.things} value "+" contains '+'; rule skipped`}},
 		{"client id injection", []string{"--sub", "t1", "--client-id", "#", "--publish", "clients/x/hello"}, 3,
-			"DENY: no rule grants it", []string{`skipped: ` + pol + `:16 (by-client): topic "clients/{client_id}/hello": {client_id} value "#" contains '#'; rule skipped`}},
+			"DENY no rule grants it", []string{`skipped: ` + pol + `:16 (by-client): topic "clients/{client_id}/hello": {client_id} value "#" contains '#'; rule skipped`}},
 		{"subscribe grants a capped qos", []string{"--sub", "t1", "--scope", "publish subscribe", "--subscribe", "things/t1/commands/+", "--qos", "2"}, 0,
-			"ALLOW by " + pol + ":10 (thing-commands): granted by rule", []string{"granted qos: 1"}},
+			"ALLOW by " + pol + ":10 (rule thing-commands)", []string{"granted qos: 1"}},
 		{"subscribe too broad", []string{"--sub", "t1", "--scope", "subscribe", "--subscribe", "things/+/commands/#"}, 3,
-			"DENY: no rule grants it", nil},
+			"DENY no rule grants it", nil},
 		{"receive implied by subscribe", []string{"--sub", "t1", "--scope", "subscribe", "--receive", "things/t1/commands/set"}, 0,
-			"ALLOW by " + pol + ":10 (thing-commands): granted by a subscribe rule (subscribe implies receive)", nil},
+			"ALLOW by " + pol + ":10 (rule thing-commands): granted by a subscribe rule (subscribe implies receive)", nil},
 		{"shared subscription in upper case", []string{"--sub", "t1", "--scope", "subscribe", "--subscribe", "$SHARE/g/things/t1/commands/#"}, 0,
-			"ALLOW by " + pol + ":10 (thing-commands): granted by rule", nil},
+			"ALLOW by " + pol + ":10 (rule thing-commands)", nil},
 		{"anonymous", []string{"--anonymous", "--client-id", "c1", "--subscribe", "public/news"}, 0,
-			"ALLOW by " + pol + ":30 (public): granted by rule", []string{`subject: anonymous, client id "c1"`}},
+			"ALLOW by " + pol + ":30 (rule public)", []string{`subject: anonymous, client id "c1"`}},
 		{"anonymous gets no token rules", []string{"--anonymous", "--sub", "t1", "--scope", "publish", "--publish", "things/t1/state"}, 3,
-			"DENY: no rule grants it", nil},
-		{"empty topic", []string{"--sub", "t1", "--publish", ""}, 3, "DENY: empty topic", nil},
+			"DENY no rule grants it", nil},
+		{"empty topic", []string{"--sub", "t1", "--publish", ""}, 3, "DENY empty topic", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -188,7 +188,7 @@ func TestPolicyExplainUsage(t *testing.T) {
 	}{
 		{"no action", []string{"--policy", pol, "--sub", "t1"}, "give exactly one of --publish, --subscribe, --receive (got 0)"},
 		{"two actions", []string{"--policy", pol, "--sub", "t1", "--publish", "a", "--receive", "a"}, "give exactly one of --publish, --subscribe, --receive (got 2)"},
-		{"no policy", []string{"--sub", "t1", "--publish", "a"}, "--policy FILE is required"},
+		{"empty policy name", []string{"--policy=", "--sub", "t1", "--publish", "a"}, "--policy: a file name is needed"},
 		{"no sub", []string{"--policy", pol, "--publish", "a"}, "--sub ID is required"},
 		{"bad qos", []string{"--policy", pol, "--sub", "t1", "--publish", "a", "--qos", "3"}, "--qos must be 0, 1 or 2, not 3"},
 		{"qos not a number", []string{"--policy", pol, "--sub", "t1", "--publish", "a", "--qos", "x"}, `invalid value "x" for flag -qos`},

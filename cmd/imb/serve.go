@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -14,12 +13,12 @@ import (
 	"syscall"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
+	"imb/authz"
+	"imb/authz/defaultpolicy"
 	"imb/broker"
 )
 
-// listFlag is a repeatable string flag.
+// listFlag is a repeatable string flag; each value is one entry.
 type listFlag []string
 
 func (s *listFlag) String() string { return strings.Join(*s, ",") }
@@ -33,14 +32,13 @@ func (s *listFlag) Set(v string) error {
 type serveOptions struct {
 	check      bool
 	configFile string
-	logFormat  string
-	logLevel   string
+	log        *logFlags
 }
 
 // serveFlags declares imb serve's flags. Each flag writes straight into cfg; the
 // caller applies them after the config file, so a flag given overrides the file.
 func serveFlags(fs *flag.FlagSet, cfg *broker.Config, o *serveOptions) {
-	fs.StringVar(&o.configFile, "config", "", "configuration file (imb.yaml); flags override it")
+	fs.StringVar(&o.configFile, "config", "", "configuration `FILE` (imb.yaml); flags override it")
 	fs.BoolVar(&o.check, "check", false, "check the configuration and the policy, print a summary and exit (0 valid, 2 invalid)")
 	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", cfg.MQTTAddr, "MQTT over TCP listen address (empty disables)")
 	fs.StringVar(&cfg.WSAddr, "ws-addr", cfg.WSAddr, "MQTT over WebSocket listen address")
@@ -50,47 +48,68 @@ func serveFlags(fs *flag.FlagSet, cfg *broker.Config, o *serveOptions) {
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM private key for TLS listeners")
 	fs.StringVar(&cfg.TLSClientCA, "tls-client-ca", cfg.TLSClientCA, "PEM CA bundle; when set TLS clients must present a certificate")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "admin HTTP address: /healthz, /readyz, /metrics (empty disables)")
-	fs.StringVar(&cfg.PolicyFile, "policy", cfg.PolicyFile, "topics.yaml policy file (reloaded on change and on SIGHUP)")
+	fs.StringVar(&cfg.PolicyFile, "policy", "", "topics.yaml policy `FILE` (reloaded on change and on SIGHUP); default ./topics.yaml, else the built-in default policy")
 	fs.StringVar(&cfg.Issuer, "issuer", cfg.Issuer, "OIDC issuer URL: JWT access tokens are validated against its keys (discovery)")
 	fs.StringVar(&cfg.JWKSURL, "jwks-url", cfg.JWKSURL, "JWKS URL, instead of discovery (needs --issuer)")
 	fs.StringVar(&cfg.JWKSFile, "jwks-file", cfg.JWKSFile, "local JWKS file, instead of discovery (needs --issuer)")
-	fs.Var((*listFlag)(&cfg.Audience), "audience", "accepted token audience (repeatable); unset: aud is not checked")
+	fs.Var((*audienceFlag)(&cfg.Audience), "audience", "accepted token audience: a client id whose tokens may connect (repeatable, or comma-separated)")
+	fs.BoolVar(&cfg.AudienceAny, "audience-any", cfg.AudienceAny, "with --issuer and no --audience: accept the issuer's tokens for any client (else imb serve refuses to start)")
 	fs.StringVar(&cfg.IntrospectURL, "introspect-url", cfg.IntrospectURL, "RFC 7662 introspection endpoint")
 	fs.StringVar(&cfg.ClientID, "client-id", cfg.ClientID, "the broker's OAuth2 client id, for introspection")
 	fs.StringVar(&cfg.ClientSecret, "client-secret", cfg.ClientSecret, "the broker's client secret (prefer IMB_CLIENT_SECRET or --client-secret-file)")
 	fs.StringVar(&cfg.ClientSecretFile, "client-secret-file", cfg.ClientSecretFile, "file holding the broker's client secret (e.g. a systemd credential)")
+	fs.StringVar(&cfg.TokenField, "token-field", cfg.TokenField, "CONNECT field that carries the token: password, username (empty password) or either")
 	fs.DurationVar(&cfg.RevalidateInterval, "revalidate-interval", cfg.RevalidateInterval, "how often introspected tokens are checked again for revocation")
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory for persistent sessions, retained and in-flight messages (empty: memory only)")
-	fs.StringVar(&o.logFormat, "log-format", "text", "log format: json or text")
-	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	o.log = addLogFlags(fs, "info")
+}
+
+// audienceFlag is --audience: repeatable, and a comma-separated value is a list
+// (so that one environment variable can carry several audiences in compose).
+type audienceFlag []string
+
+func (a *audienceFlag) String() string { return strings.Join(*a, ",") }
+func (a *audienceFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*a = append(*a, s)
+		}
+	}
+	return nil
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
-	cfg, o, code := parseServe(args, stderr)
+	cfg, o, code := parseServe(args, stdout, stderr)
 	if code >= 0 {
 		return code
 	}
-	log, err := newLogger(stderr, o.logFormat, o.logLevel)
+	log, err := o.log.logger(stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "imb serve:", err)
-		return 2
+		return exitUsage
 	}
 	cfg.Logger = log
+	if err := cfg.CheckAudience(); err != nil {
+		fmt.Fprintln(stderr, "imb serve:", err)
+		return exitUsage
+	}
+	if !usePolicy(&cfg, "imb serve", stderr) {
+		return exitUsage
+	}
 	if o.check {
 		summary, err := broker.Check(cfg)
 		if err != nil {
 			fmt.Fprintln(stderr, "imb serve:", err)
-			return 2
+			return exitUsage
 		}
 		fmt.Fprintln(stdout, summary)
-		return 0
+		return exitOK
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	b, err := broker.Start(ctx, cfg)
 	if err != nil {
-		fmt.Fprintln(stderr, "imb serve:", err)
-		return 1
+		return startFailure(stderr, "imb serve", err, serveFlagOf)
 	}
 	for _, l := range [][2]string{{"mqtt", "tcp"}, {"tls", "tls"}, {"ws", "ws"}, {"wss", "wss"}, {"admin", "admin"}} {
 		if addr := b.Addr(l[1]); addr != "" {
@@ -98,7 +117,27 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	serveUntilSignal(ctx, b, log)
-	return 0
+	return exitOK
+}
+
+// usePolicy settles which policy a broker without a policy file named runs:
+// ./topics.yaml when there is one, else the built-in default, said in one line.
+func usePolicy(cfg *broker.Config, prefix string, stderr io.Writer) bool {
+	if cfg.PolicyFile != "" || cfg.Policy != nil {
+		return true
+	}
+	if _, err := os.Stat("topics.yaml"); err == nil {
+		cfg.PolicyFile = "topics.yaml"
+		return true
+	}
+	pol, err := defaultpolicy.Load()
+	if err != nil { // the build's own test keeps this from happening
+		fmt.Fprintf(stderr, "%s: built-in policy: %v\n", prefix, err)
+		return false
+	}
+	cfg.Policy = pol
+	fmt.Fprintf(stderr, "%s: no --policy and no ./topics.yaml: using the built-in default policy (`imb policy show-default > topics.yaml` to start your own)\n", prefix)
+	return true
 }
 
 // serveUntilSignal reloads the policy on SIGHUP and returns after a graceful
@@ -127,27 +166,21 @@ func serveUntilSignal(ctx context.Context, b *broker.Broker, log *slog.Logger) {
 
 // parseServe reads flags and the config file into a broker.Config. code is -1 when
 // the caller should go on, else the exit code.
-func parseServe(args []string, stderr io.Writer) (broker.Config, serveOptions, int) {
+func parseServe(args []string, stdout, stderr io.Writer) (broker.Config, serveOptions, int) {
 	var o serveOptions
 	flagCfg := broker.Defaults()
-	fs := flag.NewFlagSet("imb serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	serveFlags(fs, &flagCfg, &o)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return flagCfg, o, 0
-		}
-		return flagCfg, o, 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "imb serve: unexpected argument %q\n", fs.Arg(0))
-		return flagCfg, o, 2
+	fs := newFlags("imb serve", "imb serve [flags]",
+		"Runs the broker. Settings come from --config (imb.yaml), then IMB_CLIENT_SECRET, then the flags given.")
+	serveFlags(fs.FlagSet, &flagCfg, &o)
+	if code := fs.parse(args, 0, stdout, stderr); code >= 0 {
+		return flagCfg, o, code
 	}
 	cfg := broker.Defaults()
+	cfg.PolicyFile = "" // unset: usePolicy decides between ./topics.yaml and the built-in one
 	if o.configFile != "" {
-		if err := loadConfigFile(o.configFile, &cfg); err != nil {
-			fmt.Fprintln(stderr, "imb serve:", err)
-			return cfg, o, 2
+		if err := broker.LoadConfigFile(o.configFile, &cfg); err != nil {
+			printConfigError(stderr, "imb serve", err)
+			return cfg, o, exitUsage
 		}
 	}
 	if s := os.Getenv("IMB_CLIENT_SECRET"); s != "" {
@@ -167,18 +200,17 @@ func parseServe(args []string, stderr io.Writer) (broker.Config, serveOptions, i
 	return cfg, o, -1
 }
 
-// loadConfigFile reads imb.yaml strictly: an unknown key is an error with its line.
-func loadConfigFile(path string, cfg *broker.Config) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
+// printConfigError prints a configuration file's problems, one FILE:LINE:COL line
+// each, as policy problems are printed.
+func printConfigError(stderr io.Writer, prefix string, err error) {
+	var list authz.ErrorList
+	if errors.As(err, &list) {
+		for _, e := range list {
+			fmt.Fprintln(stderr, e)
+		}
+		return
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
-	}
-	return nil
+	fmt.Fprintf(stderr, "%s: %v\n", prefix, err)
 }
 
 // newLogger builds the process logger. Mochi logs whole packets on some error paths;

@@ -300,15 +300,22 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// nodeModule skips the test unless node is on PATH and the pinned npm package is
-// installed in tests/interop/node_modules.
-func nodeModule(t *testing.T, pkg string) {
+// nodeModule skips the test unless node is on PATH and every pinned npm package
+// the test drives is installed in tests/interop/node_modules; the skip names the
+// missing ones.
+func nodeModule(t *testing.T, pkgs ...string) {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed (Node.js 20 or later is needed): skipping " + pkg + " interop")
+		t.Skip("node is not installed (Node.js 20 or later is needed): skipping " + strings.Join(pkgs, ", ") + " interop")
 	}
-	if _, err := os.Stat("node_modules/" + pkg + "/package.json"); err != nil {
-		t.Skipf("npm package %s is not installed: run `npm ci --prefix tests/interop` from the repository root", pkg)
+	var missing []string
+	for _, pkg := range pkgs {
+		if _, err := os.Stat("node_modules/" + pkg + "/package.json"); err != nil {
+			missing = append(missing, pkg)
+		}
+	}
+	if len(missing) > 0 {
+		t.Skipf("npm package %s not installed: run `npm ci --prefix tests/interop` from the repository root", strings.Join(missing, ", "))
 	}
 }
 

@@ -52,7 +52,7 @@ type provider struct {
 // (0: a free one). rotate adds a new signing key in front of the stored ones.
 func startProvider(t *testing.T, dir string, port int, rotate bool) *provider {
 	t.Helper()
-	nodeModule(t, "oidc-provider")
+	nodeModule(t, "oidc-provider", "jose")
 	fixed := port != 0
 	for attempt := 0; ; attempt++ {
 		if !fixed {
@@ -309,7 +309,8 @@ func mqttConnect(t *testing.T, e *env, clientID, token string) (*driver, event) 
 }
 
 func TestOIDCProvider(t *testing.T) {
-	nodeModule(t, "mqtt")
+	// MQTT.js drives the connections, node-oidc-provider (with jose) issues the tokens.
+	nodeModule(t, "mqtt", "oidc-provider", "jose")
 	p := startProvider(t, t.TempDir(), 0, false)
 	const revalidate = 3 * time.Second
 	e := oidcBroker(t, p, func(c *broker.Config) { c.RevalidateInterval = revalidate })
@@ -414,7 +415,8 @@ func TestOIDCProvider(t *testing.T) {
 }
 
 func TestOIDCIntrospectionDiscovered(t *testing.T) {
-	nodeModule(t, "mqtt")
+	// MQTT.js drives the connections, node-oidc-provider (with jose) issues the tokens.
+	nodeModule(t, "mqtt", "oidc-provider", "jose")
 	p := startProvider(t, t.TempDir(), 0, false)
 	// Issuer and client credentials only: the broker finds the introspection
 	// endpoint in the discovery document.
@@ -431,7 +433,7 @@ func TestOIDCIntrospectionDiscovered(t *testing.T) {
 }
 
 func TestOIDCKeyRotation(t *testing.T) {
-	nodeModule(t, "mqtt")
+	nodeModule(t, "mqtt", "oidc-provider", "jose")
 	dir := t.TempDir()
 	p := startProvider(t, dir, 0, false)
 	e := oidcBroker(t, p, func(c *broker.Config) { c.IntrospectURL, c.ClientID, c.ClientSecret = "", "", "" })
