@@ -1,11 +1,9 @@
 package broker
 
 import (
-	"bytes"
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,23 +13,6 @@ import (
 	"imb/internal/mqtttest"
 )
 
-// logLines is a concurrency-safe log sink for assertions on what the broker logs.
-type logLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
 
 // connectRaw sends an MQTT 5 CONNECT and returns the broker's CONNACK.
 func connectRaw(t *testing.T, b *Broker, iss *issuer.Issuer, keepAlive uint16) (*mqtttest.Raw, packets.Packet) {
@@ -107,7 +88,7 @@ func TestOversizedPublish(t *testing.T) {
 		{"one byte above", limit + 1 - (1 + 3 + 2 + len(topic) + 2 + 1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var audit logLines
+			var audit syncBuffer
 			b, iss := startBroker(t, func(c *Config) {
 				c.Audit = slog.New(slog.NewTextHandler(&audit, nil))
 				c.ClientIDBinding = []string{"{sub}", "{sub}:*"}
@@ -183,7 +164,7 @@ func TestPubackWithoutInheritedProperties(t *testing.T) {
 func TestKeepAliveWarningDemoted(t *testing.T) {
 	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
 		t.Run(level.String(), func(t *testing.T) {
-			var logs logLines
+			var logs syncBuffer
 			b, iss := startBroker(t, func(c *Config) {
 				c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: level}))
 			})
