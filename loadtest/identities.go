@@ -19,7 +19,7 @@ func appID(i int) string   { return fmt.Sprintf("lt-app%d", i) }
 func telemetryTopic(thing string) string { return "things/" + thing + "/telemetry/x" }
 
 // Every target gets the same token per identity: imb reads the first scopes,
-// RabbitMQ's OAuth2 backend the rabbitmqScopes and the topic scope of the subject
+// RabbitMQ's OAuth2 backend the rabbitmqScopes and the topic scopes of the subject
 // (it ignores scopes without its resource prefix, and imb's policy ignores those
 // it has no rule for).
 var (
@@ -40,7 +40,7 @@ type tokens struct {
 func mintTokens(iss *issuer.Issuer, things, apps int) tokens {
 	t := tokens{jwt: map[string]string{}, opaque: map[string]string{}}
 	add := func(sub string, scopes []string) {
-		scopes = append(slices.Clone(scopes), rabbitmqTopicScope(sub, slices.Contains(scopes, "fleet:read")))
+		scopes = append(slices.Clone(scopes), rabbitmqTopicScopes(sub, slices.Contains(scopes, "fleet:read"))...)
 		c := issuer.Claims{"sub": sub, "scope": scopes}
 		t.jwt[sub] = iss.Mint(c, tokenTTL)
 		t.opaque[sub] = iss.MintOpaque(c, tokenTTL)

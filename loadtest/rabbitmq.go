@@ -55,17 +55,18 @@ var rabbitmqScopes = []string{
 	rabbitmqResource + ".configure:*/*",
 }
 
-// rabbitmqTopicScope is the topic right that mirrors imb's rule for a subject, in
-// RabbitMQ's form action:vhost/exchange/routing-key (MQTT's / becomes .): a thing
-// may write its own telemetry (imb: things/{sub}/telemetry/#), a fleet reader
-// read everyone's (things/+/telemetry/#). The MQTT plugin checks every
-// SUBSCRIBE's and PUBLISH's topic against it, so RabbitMQ does per-topic
-// authorization as imb does, from the same token.
-func rabbitmqTopicScope(sub string, fleet bool) string {
+// rabbitmqTopicScopes are the topic rights that mirror imb's rules for a subject
+// (the harness's policy), in RabbitMQ's form action:vhost/exchange/routing-key
+// (MQTT's / becomes .): a thing may write its own telemetry and read its own
+// commands (imb: things/{sub}/telemetry/#, things/{sub}/commands/#), a fleet
+// reader may read everyone's telemetry and state (things/+/telemetry/#,
+// things/+/state). The MQTT plugin checks every SUBSCRIBE's and PUBLISH's topic
+// against them, so RabbitMQ authorizes per topic as imb does, from the same token.
+func rabbitmqTopicScopes(sub string, fleet bool) []string {
 	if fleet {
-		return rabbitmqResource + ".read:*/*/things.*.telemetry.*"
+		return []string{rabbitmqResource + ".read:*/*/things.*.telemetry.*", rabbitmqResource + ".read:*/*/things.*.state"}
 	}
-	return rabbitmqResource + ".write:*/*/things." + sub + ".telemetry.*"
+	return []string{rabbitmqResource + ".write:*/*/things." + sub + ".telemetry.*", rabbitmqResource + ".read:*/*/things." + sub + ".commands.*"}
 }
 
 // rabbitmqVersion is the installed RabbitMQ's version ("" when absent), read from

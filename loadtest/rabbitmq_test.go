@@ -82,7 +82,7 @@ func TestRabbitMQChecksTokens(t *testing.T) {
 			proc.stop()
 		}
 	}()
-	thing := issuer.Claims{"sub": "lt-d0", "scope": append([]string{"publish"}, append(rabbitmqScopes, rabbitmqTopicScope("lt-d0", false))...)}
+	thing := issuer.Claims{"sub": "lt-d0", "scope": append([]string{"publish"}, append(rabbitmqScopes, rabbitmqTopicScopes("lt-d0", false)...)...)}
 
 	connect := func(t *testing.T, sub, token string) (*wire.Conn, byte, error) {
 		t.Helper()
@@ -156,6 +156,9 @@ func TestRabbitMQChecksTokens(t *testing.T) {
 		}
 		sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
 		defer scancel()
+		if granted, err := c.Subscribe(sctx, "things/lt-d0/commands/#", 1); err != nil || granted >= 0x80 {
+			t.Errorf("lt-d0's subscription to its own commands refused: %d, %v", granted, err)
+		}
 		if granted, err := c.Subscribe(sctx, "things/lt-d1/telemetry/#", 1); err == nil && granted < 0x80 {
 			t.Error("lt-d0 subscribed to lt-d1's telemetry")
 		}
