@@ -49,6 +49,21 @@ func TestCompareRabbitMQ(t *testing.T) {
 	}
 }
 
+// TestCompareRabbitMQMemory: every thing connects, subscribes to its own commands
+// (the right its token carries for RabbitMQ) and is still connected when the
+// memory is read; the figures are the Erlang VM's.
+func TestCompareRabbitMQMemory(t *testing.T) {
+	needRabbitMQ(t)
+	rep, _ := tinyCompare(t, "--scenario", "memory", "--things", "20", "--targets", "baseline,rabbitmq-oauth2", "--settle", "300ms")
+	v := rep.Runs[1].Values
+	if v["connected"] != 20 || v["subscribed"] != 20 || v["alive_after"] != 20 {
+		t.Errorf("%g connected, %g subscribed, %g alive at the end, want 20", v["connected"], v["subscribed"], v["alive_after"])
+	}
+	if v["rss_before_mb"] < 20 {
+		t.Errorf("RSS before %g MB: not the Erlang VM's", v["rss_before_mb"])
+	}
+}
+
 // TestRabbitMQChecksTokens runs the node the harness configures and shows that it
 // does the job imb does: it takes the run's tokens, refuses tokens it cannot
 // trust, and holds each thing to its own telemetry topic; stopped, it leaves no
