@@ -142,7 +142,7 @@ func compare(ctx context.Context, o Options, command string, progress io.Writer)
 func compareOne(ctx context.Context, o Options, target string, repeat int, ref issuerRef, toks map[string]string,
 	upstream func() int64, prefix string, base time.Time, progress io.Writer) Run {
 	profile := ""
-	if o.CPUProfile && target != targetMosquitto {
+	if _, imb := targetModes[target]; o.CPUProfile && imb { // only imb children write Go profiles
 		profile = prefix + ".cpu.pprof"
 	}
 	proc, err := startBroker(ctx, target, ref, o, prefix+".log", profile)

@@ -30,11 +30,8 @@ import (
 const (
 	targetRabbitMQ = "rabbitmq-oauth2"
 
-	// rabbitmqServer is the node start script itself. Debian's /usr/sbin wrapper
-	// would switch to the rabbitmq user and the system's configuration.
-	rabbitmqServer = "/usr/lib/rabbitmq/bin/rabbitmq-server"
-	rabbitmqLib    = "/usr/lib/rabbitmq/lib"
-	epmdPath       = "/usr/bin/epmd"
+	rabbitmqLib = "/usr/lib/rabbitmq/lib"
+	epmdPath    = "/usr/bin/epmd"
 
 	// rabbitmqResource is the OAuth2 resource server id: the tokens' audience,
 	// which RabbitMQ checks, and the prefix of the scopes it reads.
@@ -44,6 +41,11 @@ const (
 	// 2-core machine.
 	rabbitmqStartTimeout = 120 * time.Second
 )
+
+// rabbitmqServer is the node start script itself: Debian's /usr/sbin wrapper
+// would switch to the rabbitmq user and the system's configuration. A variable so
+// that a test can make RabbitMQ absent.
+var rabbitmqServer = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 
 // rabbitmqScopes grant an identity the vhost, exchange and queue rights the MQTT
 // plugin needs (RabbitMQ's permission model: read, write, configure on

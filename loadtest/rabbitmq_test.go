@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -19,6 +20,22 @@ func needRabbitMQ(t *testing.T) {
 	t.Helper()
 	if rabbitmqVersion() == "" {
 		t.Skip("rabbitmq-server is not installed (" + rabbitmqServer + " absent; apt-get install -y rabbitmq-server): rabbitmq-oauth2 target not tested")
+	}
+}
+
+// TestCompareWithoutRabbitMQ: where rabbitmq-server is not installed, compare
+// leaves the target out and says why, and the other targets run.
+func TestCompareWithoutRabbitMQ(t *testing.T) {
+	saved := rabbitmqServer
+	rabbitmqServer = filepath.Join(t.TempDir(), "no-rabbitmq-server")
+	defer func() { rabbitmqServer = saved }()
+	rep, _ := tinyCompare(t, "--scenario", "p2p", "--clients", "1", "--messages", "20", "--targets", "baseline,rabbitmq-oauth2")
+	if len(rep.Summaries) != 1 || rep.Summaries[0].Target != targetBaseline || rep.Host.RabbitMQ != "" {
+		t.Fatalf("summaries %+v, host %+v", rep.Summaries, rep.Host)
+	}
+	want := "rabbitmq-oauth2 skipped: " + rabbitmqServer + " is not installed (apt-get install -y rabbitmq-server)"
+	if !slices.Contains(rep.Notes, want) {
+		t.Errorf("notes %q, want %q", rep.Notes, want)
 	}
 }
 
