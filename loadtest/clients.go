@@ -57,11 +57,18 @@ func (e errConnack) Error() string { return fmt.Sprintf("connack 0x%02x", byte(e
 func (e *runEnv) dialConnect(ctx context.Context, id string, i int, bufSize int) (*wire.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
-	c, err := wire.Dial(ctx, e.addr, wire.Options{ReadBuffer: bufSize, WriteBuffer: bufSize, LocalAddr: sourceIP(e.addr, i)})
+	v := e.o.mqttVersion(e.target)
+	c, err := wire.Dial(ctx, e.addr, wire.Options{ReadBuffer: bufSize, WriteBuffer: bufSize, LocalAddr: sourceIP(e.addr, i), Version: v})
 	if err != nil {
 		return nil, err
 	}
-	code, err := c.Connect(ctx, wire.ConnectOptions{ClientID: id, Password: e.tokens[id]})
+	co := wire.ConnectOptions{ClientID: id, Password: e.tokens[id]}
+	if v == wire.V311 && co.Password != "" {
+		// 3.1.1 carries a password only with a username: the subject, which is
+		// what imb's optional username binding wants and the others ignore.
+		co.Username = id
+	}
+	code, err := c.Connect(ctx, co)
 	if err != nil {
 		_ = c.Close()
 		return nil, err

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"imb/internal/issuer"
+	"imb/loadtest/wire"
 )
 
 // runCompare is the compare subcommand.
@@ -76,6 +77,10 @@ func compare(ctx context.Context, o Options, command string, progress io.Writer)
 		targets = slices.DeleteFunc(targets, func(t string) bool { return t == targetMosquitto })
 		rep.Notes = append(rep.Notes, "mosquitto skipped: "+mosquittoPath+" is not installed (apt-get install -y mosquitto)")
 	}
+	if slices.Contains(targets, targetRabbitMQ) && rep.Host.RabbitMQ == "" {
+		targets = slices.DeleteFunc(targets, func(t string) bool { return t == targetRabbitMQ })
+		rep.Notes = append(rep.Notes, "rabbitmq-oauth2 skipped: "+rabbitmqServer+" is not installed (apt-get install -y rabbitmq-server)")
+	}
 	if !slices.Contains(targets, targetBaseline) {
 		rep.Notes = append(rep.Notes, "no baseline target: ratios are not computed")
 	}
@@ -92,7 +97,18 @@ func compare(ctx context.Context, o Options, command string, progress io.Writer)
 		return nil, err
 	}
 	defer iss.Close()
-	ref := issuerRef{URL: iss.URL(), JWKSURL: iss.JWKSURL(), IntrospectURL: iss.IntrospectURL(), ClientID: iss.ClientID(), ClientSecret: iss.ClientSecret()}
+	// One signing key for the whole run, read back from the JWKS as any target
+	// would: imb children fetch the JWKS themselves, RabbitMQ gets it as a file.
+	key, err := fetchSigningKey(ctx, iss.JWKSURL())
+	if err != nil {
+		return nil, err
+	}
+	ref := issuerRef{URL: iss.URL(), JWKSURL: iss.JWKSURL(), IntrospectURL: iss.IntrospectURL(), ClientID: iss.ClientID(), ClientSecret: iss.ClientSecret(), Key: key}
+	for _, t := range targets {
+		if v := o.mqttVersion(t); v == wire.V311 && o.MQTT != mqtt311 {
+			rep.Notes = append(rep.Notes, t+" speaks MQTT 3.1.1 only: its clients used 3.1.1, the others 5 (--mqtt 3.1.1 for the same protocol everywhere)")
+		}
+	}
 	things, apps := identityCounts(o)
 	toks := mintTokens(iss, things, apps)
 	if o.Scenario == scenarioConnect {
@@ -115,6 +131,7 @@ func compare(ctx context.Context, o Options, command string, progress io.Writer)
 			rep.Runs = append(rep.Runs, run)
 		}
 	}
+	rep.Host.LoadAvg = append(rep.Host.LoadAvg, loadAverage())
 	rep.Metrics = metricsFor(o.Scenario)
 	rep.Summaries = summarize(rep.Runs, targets, targetBaseline)
 	return rep, nil
@@ -125,7 +142,7 @@ func compare(ctx context.Context, o Options, command string, progress io.Writer)
 func compareOne(ctx context.Context, o Options, target string, repeat int, ref issuerRef, toks map[string]string,
 	upstream func() int64, prefix string, base time.Time, progress io.Writer) Run {
 	profile := ""
-	if o.CPUProfile && target != targetMosquitto {
+	if _, imb := targetModes[target]; o.CPUProfile && imb { // only imb children write Go profiles
 		profile = prefix + ".cpu.pprof"
 	}
 	proc, err := startBroker(ctx, target, ref, o, prefix+".log", profile)
@@ -166,6 +183,8 @@ func hostInfo() Host {
 	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil {
 		h.NoFile = lim.Cur
 	}
+	h.RabbitMQ = rabbitmqVersion()
+	h.LoadAvg = []string{loadAverage()}
 	if _, err := os.Stat(mosquittoPath); err == nil {
 		// mosquitto -h prints its version on the first line and exits 3.
 		out, _ := exec.Command(mosquittoPath, "-h").Output()
@@ -176,6 +195,19 @@ func hostInfo() Host {
 		}
 	}
 	return h
+}
+
+// loadAverage is the first three fields of /proc/loadavg ("" when unreadable).
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // writeReports writes the JSON, Markdown and HTML reports and returns their paths.

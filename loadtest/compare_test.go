@@ -69,6 +69,9 @@ func checkStructure(t *testing.T, rep *Report, md, page string) {
 	if rep.Host.Mosquitto == "" {
 		want = slices.DeleteFunc(want, func(t string) bool { return t == targetMosquitto })
 	}
+	if rep.Host.RabbitMQ == "" {
+		want = slices.DeleteFunc(want, func(t string) bool { return t == targetRabbitMQ })
+	}
 	var got []string
 	for _, s := range rep.Summaries {
 		got = append(got, s.Target)
@@ -147,6 +150,26 @@ func TestCompareFanoutQoS1(t *testing.T) {
 		}
 		if float64(n) != v["deliveries"] {
 			t.Errorf("%s: latency histogram holds %d values for %g deliveries", r.Target, n, v["deliveries"])
+		}
+	}
+}
+
+// TestCompareFanoutMQTT311 runs the clients as MQTT 3.1.1 against the targets that
+// speak both versions: every message arrives, with its timestamp read from the
+// right offset (a payload misread by one byte would give latencies of years).
+func TestCompareFanoutMQTT311(t *testing.T) {
+	rep, _ := tinyCompare(t, "--scenario", "fanout", "--clients", "3", "--qos", "1", "--messages", "100", "--mqtt", "3.1.1",
+		"--targets", "baseline,imb-jwt,mosquitto")
+	if rep.Options.MQTT != "3.1.1" {
+		t.Fatalf("report says MQTT %q", rep.Options.MQTT)
+	}
+	for _, r := range rep.Runs {
+		v := r.Values
+		if v["publishes"] != 100 || v["deliveries"] != 300 || v["drops"] != 0 {
+			t.Errorf("%s: %g publishes, %g deliveries, %g drops; want 100, 300, 0", r.Target, v["publishes"], v["deliveries"], v["drops"])
+		}
+		if v["latency_max_ms"] <= 0 || v["latency_max_ms"] > 60e3 {
+			t.Errorf("%s: latency max %g ms: timestamps misread", r.Target, v["latency_max_ms"])
 		}
 	}
 }

@@ -16,6 +16,7 @@ var palette = map[string]string{
 	targetIntrospect:         "#2ca02c",
 	targetIntrospectUncached: "#d62728",
 	targetMosquitto:          "#ff7f0e",
+	targetRabbitMQ:           "#8c564b",
 	targetURL:                "#9467bd",
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	"imb/internal/issuer"
@@ -17,9 +18,13 @@ func appID(i int) string   { return fmt.Sprintf("lt-app%d", i) }
 
 func telemetryTopic(thing string) string { return "things/" + thing + "/telemetry/x" }
 
+// Every target gets the same token per identity: imb reads the first scopes,
+// RabbitMQ's OAuth2 backend the rabbitmqScopes and the topic scopes of the subject
+// (it ignores scopes without its resource prefix, and imb's policy ignores those
+// it has no rule for).
 var (
-	thingScopes = []string{"publish", "subscribe"}
-	appScopes   = []string{"fleet:read"}
+	thingScopes = append([]string{"publish", "subscribe"}, rabbitmqScopes...)
+	appScopes   = append([]string{"fleet:read"}, rabbitmqScopes...)
 )
 
 // tokenTTL outlives any run.
@@ -35,6 +40,7 @@ type tokens struct {
 func mintTokens(iss *issuer.Issuer, things, apps int) tokens {
 	t := tokens{jwt: map[string]string{}, opaque: map[string]string{}}
 	add := func(sub string, scopes []string) {
+		scopes = append(slices.Clone(scopes), rabbitmqTopicScopes(sub, slices.Contains(scopes, "fleet:read"))...)
 		c := issuer.Claims{"sub": sub, "scope": scopes}
 		t.jwt[sub] = iss.Mint(c, tokenTTL)
 		t.opaque[sub] = iss.MintOpaque(c, tokenTTL)

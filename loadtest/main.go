@@ -1,15 +1,18 @@
 // Command loadtest is the load generator and benchmark harness for MQTT brokers
 // with token authentication: it measures imb side by side with its bare mochi
-// baseline and with mosquitto, and proves every performance claim.
+// baseline, with mosquitto, and with RabbitMQ validating the same tokens through
+// its OAuth2 backend, and proves every performance claim.
 //
 //	go run ./loadtest compare --scenario p2p|fanout|fanin|connect|memory [flags]
 //	go run ./loadtest run --url mqtt://127.0.0.1:1883 --scenario ... [flags]
 //
 // compare starts each target broker as a child process on a loopback port (imb
 // allow-all baseline, imb with JWT validation, imb with cached and with uncached
-// introspection, mosquitto when installed), runs the scenario against each,
-// reads the broker's RSS and CPU from /proc, and writes a JSON result, a Markdown
-// table and an HTML report with every figure also as a ratio to the baseline.
+// introspection, mosquitto when installed; RabbitMQ with --targets
+// rabbitmq-oauth2), runs the scenario against each with MQTT 5 or 3.1.1 clients
+// (--mqtt), reads the broker's RSS and CPU from /proc, and writes a JSON result,
+// a Markdown table and an HTML report with every figure also as a ratio to the
+// baseline.
 package main
 
 import (

@@ -65,7 +65,13 @@ func markdown(rep *Report) string {
 	if rep.Host.Mosquitto != "" {
 		fmt.Fprintf(&b, ", %s", rep.Host.Mosquitto)
 	}
+	if rep.Host.RabbitMQ != "" {
+		fmt.Fprintf(&b, ", %s", rep.Host.RabbitMQ)
+	}
 	fmt.Fprintf(&b, ". %s.\n\n", describeLoad(o))
+	if len(rep.Host.LoadAvg) > 0 {
+		fmt.Fprintf(&b, "Load average (1, 5, 15 min) at start and end: %s.\n\n", strings.Join(rep.Host.LoadAvg, "; "))
+	}
 	if rep.CryptoFloor > 0 {
 		fmt.Fprintf(&b, "ES256 verification floor on this machine, all cores, nothing else: %.0f verifications/s.\n\n", rep.CryptoFloor)
 	}

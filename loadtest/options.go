@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"imb/loadtest/wire"
 )
 
 // Scenario names.
@@ -41,6 +43,10 @@ type Options struct {
 	IntrospectErrorRate float64       `json:"introspect_error_rate"`
 	IntrospectMaxConns  int           `json:"introspect_max_conns,omitempty"`
 
+	// MQTT is the protocol version the clients speak: "5" or "3.1.1". A target
+	// that speaks only one version is loaded in that one (see mqttVersion).
+	MQTT string `json:"mqtt"`
+
 	Targets     []string `json:"targets"`
 	Repeat      int      `json:"repeat"`
 	Policy      string   `json:"policy"` // empty: the harness's own policy (the default topics.yaml's thing and fleet rules)
@@ -53,6 +59,21 @@ type Options struct {
 	URL        string `json:"url,omitempty"`
 	Auth       string `json:"auth,omitempty"`
 	IssuerAddr string `json:"issuer_addr,omitempty"`
+}
+
+// MQTT versions of --mqtt.
+const (
+	mqtt5   = "5"
+	mqtt311 = "3.1.1"
+)
+
+// mqttVersion is the protocol level the clients use against target: --mqtt,
+// unless the target speaks only 3.1.1 (RabbitMQ 3.10's MQTT plugin).
+func (o Options) mqttVersion(target string) byte {
+	if o.MQTT == mqtt311 || target == targetRabbitMQ {
+		return wire.V311
+	}
+	return wire.V5
 }
 
 // listFlag is a comma-separated list flag.
@@ -77,7 +98,7 @@ func (l listFlag) Set(s string) error {
 
 // parseOptions reads the flags of compare (run=false) or run (run=true).
 func parseOptions(name string, args []string, stderr io.Writer, run bool) (Options, error) {
-	o := Options{Targets: slices.Clone(allTargets)}
+	o := Options{Targets: slices.Clone(defaultTargets)}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.Scenario, "scenario", scenarioP2P, "scenario: "+strings.Join(scenarios, "|"))
@@ -96,6 +117,7 @@ func parseOptions(name string, args []string, stderr io.Writer, run bool) (Optio
 	fs.DurationVar(&o.IntrospectLatency, "introspect-latency", 0, "latency the token issuer adds to every introspection request")
 	fs.Float64Var(&o.IntrospectErrorRate, "introspect-error-rate", 0, "fraction of introspection requests the issuer answers with HTTP 500")
 	fs.IntVar(&o.IntrospectMaxConns, "introspect-max-conns", 0, "imb introspection modes: connections to the endpoint (0: imb's default)")
+	fs.StringVar(&o.MQTT, "mqtt", mqtt5, "MQTT version the clients speak: 5 or 3.1.1 (a target that speaks only 3.1.1, such as rabbitmq-oauth2, always gets 3.1.1)")
 	fs.Var(listFlag{&o.Targets}, "targets", "comma-separated targets: "+strings.Join(allTargets, ","))
 	fs.IntVar(&o.Repeat, "repeat", 1, "runs per target (interleaved); figures are medians")
 	fs.StringVar(&o.Policy, "policy", "", "topics.yaml for the imb targets (default: the harness writes one with the default policy's thing and fleet rules)")
@@ -152,6 +174,9 @@ func (o *Options) check(run bool) error {
 	}
 	if o.IntrospectErrorRate < 0 || o.IntrospectErrorRate > 1 {
 		errs = append(errs, fmt.Errorf("--introspect-error-rate %g: want 0 to 1", o.IntrospectErrorRate))
+	}
+	if o.MQTT != mqtt5 && o.MQTT != mqtt311 {
+		errs = append(errs, fmt.Errorf("--mqtt %q: want 5 or 3.1.1", o.MQTT))
 	}
 	if o.Rate < 0 {
 		errs = append(errs, errors.New("--rate must not be negative"))

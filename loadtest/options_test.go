@@ -4,8 +4,11 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"testing"
+
+	"imb/loadtest/wire"
 )
 
 func TestParseOptions(t *testing.T) {
@@ -17,8 +20,8 @@ func TestParseOptions(t *testing.T) {
 		check   func(t *testing.T, o Options)
 	}{
 		{name: "defaults per scenario", args: []string{"--scenario", "connect"}, check: func(t *testing.T, o Options) {
-			if o.Clients != 1000 || o.QoS != 1 || len(o.Targets) != len(allTargets) {
-				t.Errorf("clients %d qos %d targets %v", o.Clients, o.QoS, o.Targets)
+			if o.Clients != 1000 || o.QoS != 1 || !slices.Equal(o.Targets, defaultTargets) || o.MQTT != "5" {
+				t.Errorf("clients %d qos %d targets %v mqtt %q", o.Clients, o.QoS, o.Targets, o.MQTT)
 			}
 		}},
 		{name: "things is clients", args: []string{"--scenario", "memory", "--things", "123"}, check: func(t *testing.T, o Options) {
@@ -31,6 +34,22 @@ func TestParseOptions(t *testing.T) {
 				t.Errorf("targets %v", o.Targets)
 			}
 		}},
+		{name: "mqtt 3.1.1 for every target", args: []string{"--mqtt", "3.1.1", "--targets", "imb-jwt,mosquitto,rabbitmq-oauth2"}, check: func(t *testing.T, o Options) {
+			for _, tg := range o.Targets {
+				if v := o.mqttVersion(tg); v != wire.V311 {
+					t.Errorf("%s: version %d, want 3.1.1", tg, v)
+				}
+			}
+		}},
+		{name: "mqtt 5 except where a target has only 3.1.1", args: []string{"--mqtt", "5", "--targets", "imb-jwt,mosquitto,rabbitmq-oauth2"}, check: func(t *testing.T, o Options) {
+			want := map[string]byte{targetJWT: wire.V5, targetMosquitto: wire.V5, targetRabbitMQ: wire.V311}
+			for _, tg := range o.Targets {
+				if v := o.mqttVersion(tg); v != want[tg] {
+					t.Errorf("%s: version %d, want %d", tg, v, want[tg])
+				}
+			}
+		}},
+		{name: "mqtt 4 is not a version name", args: []string{"--mqtt", "4"}, wantErr: `--mqtt "4": want 5 or 3.1.1`},
 		{name: "unknown scenario", args: []string{"--scenario", "flood"}, wantErr: `--scenario "flood"`},
 		{name: "unknown target", args: []string{"--targets", "emqx"}, wantErr: `unknown target "emqx"`},
 		{name: "qos 2", args: []string{"--qos", "2"}, wantErr: "--qos 2"},

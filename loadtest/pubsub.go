@@ -48,7 +48,7 @@ func (s *subscriber) read(e *runEnv, qos byte, closing *atomic.Bool) {
 		}
 		switch f.Type {
 		case wire.TypePublish:
-			p, err := wire.ParsePublish(f.Flags, f.Body)
+			p, err := s.conn.ParsePublish(f)
 			if err != nil {
 				e.errs.add("subscriber: malformed publish")
 				continue

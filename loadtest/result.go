@@ -62,7 +62,11 @@ type Host struct {
 	GoVersion string `json:"go_version"`
 	Kernel    string `json:"kernel"`
 	Mosquitto string `json:"mosquitto,omitempty"`
-	NoFile    uint64 `json:"rlimit_nofile"`
+	RabbitMQ  string `json:"rabbitmq,omitempty"`
+	// LoadAvg is /proc/loadavg's 1-, 5- and 15-minute figures when the run began
+	// and when it ended: how much else the machine was doing.
+	LoadAvg []string `json:"load_average,omitempty"`
+	NoFile  uint64   `json:"rlimit_nofile"`
 }
 
 // Report is everything one invocation measured: what the JSON file holds and what

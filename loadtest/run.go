@@ -55,6 +55,7 @@ func runAgainstURL(ctx context.Context, o Options, command string, progress, std
 		}
 		rep.Runs = append(rep.Runs, run)
 	}
+	rep.Host.LoadAvg = append(rep.Host.LoadAvg, loadAverage())
 	rep.Metrics = metricsFor(o.Scenario)
 	rep.Summaries = summarize(rep.Runs, []string{targetURL}, "")
 	return rep, nil

@@ -57,6 +57,7 @@ func TestDispatchErrors(t *testing.T) {
 		{[]string{"compare", "--scenario", "x"}, 2, `--scenario "x"`},
 		{[]string{"run", "--url", "mqtt://192.0.2.1:1883"}, 2, "--allow-remote"},
 		{[]string{"broker", "--mode", "open"}, 2, `--mode "open"`},
+		{[]string{"compare", "--mqtt", "3"}, 2, `--mqtt "3": want 5 or 3.1.1`},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -24,7 +25,11 @@ const (
 	targetMosquitto          = "mosquitto"
 )
 
-var allTargets = []string{targetBaseline, targetJWT, targetIntrospect, targetIntrospectUncached, targetMosquitto}
+var allTargets = []string{targetBaseline, targetJWT, targetIntrospect, targetIntrospectUncached, targetMosquitto, targetRabbitMQ}
+
+// defaultTargets are what compare runs without --targets: RabbitMQ is asked for
+// by name, as its node takes seconds to boot for every round.
+var defaultTargets = []string{targetBaseline, targetJWT, targetIntrospect, targetIntrospectUncached, targetMosquitto}
 
 // targetModes maps imb targets to the broker child's --mode.
 var targetModes = map[string]string{
@@ -56,15 +61,28 @@ type brokerProc struct {
 	lines   *bufio.Scanner
 	logFile *os.File
 	profile string
-	conf    string // mosquitto config file to remove
+	conf    string        // mosquitto config file to remove
+	rabbit  *rabbitmqNode // RabbitMQ: the node's VM, epmd and scratch directory
 }
 
-// Pid is the broker's process id.
-func (p *brokerProc) Pid() int { return p.cmd.Process.Pid }
+// Pid is the id of the process that is the broker, whose /proc entries give its
+// CPU time and memory: for RabbitMQ the Erlang VM, not the start script.
+func (p *brokerProc) Pid() int {
+	if p.rabbit != nil {
+		return p.rabbit.beam
+	}
+	return p.cmd.Process.Pid
+}
 
-// issuerRef is what an imb child needs to trust the harness's issuer.
+// rabbitmqNodes numbers the RabbitMQ nodes of this process, so that every node
+// of a run has a name of its own.
+var rabbitmqNodes atomic.Int64
+
+// issuerRef is what a target needs to trust the harness's issuer: imb children
+// its URLs, RabbitMQ the signing key itself.
 type issuerRef struct {
 	URL, JWKSURL, IntrospectURL, ClientID, ClientSecret string
+	Key                                                 signingKey
 }
 
 // startBroker starts the target as a child process on a loopback port and waits
@@ -75,9 +93,14 @@ func startBroker(ctx context.Context, target string, iss issuerRef, o Options, l
 		return nil, fmt.Errorf("broker log: %w", err)
 	}
 	p := &brokerProc{target: target, logFile: logFile}
-	if target == targetMosquitto {
+	switch target {
+	case targetMosquitto:
 		err = p.startMosquitto(ctx, filepath.Dir(logPath))
-	} else {
+	case targetRabbitMQ:
+		if err = p.startRabbitMQ(ctx, iss.Key, int(rabbitmqNodes.Add(1))); err != nil {
+			p.stopRabbitMQ() // whatever of the node did start
+		}
+	default:
 		err = p.startImb(ctx, target, iss, o, profilePath)
 	}
 	if err != nil {
@@ -241,7 +264,13 @@ func (p *brokerProc) collectGarbage() error {
 
 // stop ends the broker: an imb child shuts down when its stdin closes (and
 // writes its CPU profile), mosquitto on SIGTERM; after 15 s it is killed.
+// RabbitMQ has its own order (stopRabbitMQ).
 func (p *brokerProc) stop() {
+	if p.rabbit != nil {
+		p.stopRabbitMQ()
+		_ = p.logFile.Close()
+		return
+	}
 	if p.stdin != nil {
 		_ = p.stdin.Close()
 	} else {

@@ -1,4 +1,4 @@
-// Package wire is a lean MQTT 5 client for load generation: one TCP connection,
+// Package wire is a lean MQTT 5 and 3.1.1 client for load generation: one TCP connection,
 // a buffered reader and writer, and hand-written PUBLISH/PUBACK framing on the hot
 // path. CONNECT and SUBSCRIBE use mochi's packets codec, the same encoder the broker
 // under test decodes with. It allocates nothing per message once warmed up, so a
@@ -35,20 +35,30 @@ const maxPacket = 1 << 20
 // ErrPacketTooLarge is returned for a packet above the client's limit.
 var ErrPacketTooLarge = errors.New("packet larger than 1 MiB")
 
-// Conn is one MQTT 5 connection. Reads and writes may run in different goroutines;
-// each side is used by one goroutine at a time.
+// Protocol versions as CONNECT's protocol level carries them.
+const (
+	V311 byte = 4 // MQTT 3.1.1
+	V5   byte = 5 // MQTT 5
+)
+
+// Conn is one MQTT connection of either version. Reads and writes may run in
+// different goroutines; each side is used by one goroutine at a time.
 type Conn struct {
-	nc   net.Conn
-	r    *bufio.Reader
-	w    *bufio.Writer
-	body []byte
-	out  []byte
+	nc      net.Conn
+	version byte
+	r       *bufio.Reader
+	w       *bufio.Writer
+	body    []byte
+	out     []byte
 }
 
 // Options size a connection's buffers.
 type Options struct {
 	ReadBuffer, WriteBuffer int    // bufio sizes (default 4096 each)
 	LocalAddr               net.IP // source address to dial from (spreads ports over 127.0.0.0/8)
+	// Version is the protocol spoken: V5 (the default when 0) or V311. Brokers
+	// that speak only 3.1.1 are loaded with the same client.
+	Version byte
 }
 
 // Dial opens a TCP connection to addr.
@@ -72,8 +82,14 @@ func New(nc net.Conn, o Options) *Conn {
 	if o.WriteBuffer <= 0 {
 		o.WriteBuffer = 4096
 	}
-	return &Conn{nc: nc, r: bufio.NewReaderSize(nc, o.ReadBuffer), w: bufio.NewWriterSize(nc, o.WriteBuffer)}
+	if o.Version == 0 {
+		o.Version = V5
+	}
+	return &Conn{nc: nc, version: o.Version, r: bufio.NewReaderSize(nc, o.ReadBuffer), w: bufio.NewWriterSize(nc, o.WriteBuffer)}
 }
+
+// Version is the protocol version the connection speaks (V5 or V311).
+func (c *Conn) Version() byte { return c.version }
 
 // NetConn is the underlying connection (deadlines, close).
 func (c *Conn) NetConn() net.Conn { return c.nc }
@@ -132,12 +148,19 @@ type ConnectOptions struct {
 	KeepAlive uint16
 }
 
+// ErrPasswordWithoutUsername refuses a 3.1.1 CONNECT that would carry a password
+// but no username, which MQTT 3.1.1 (3.1.2.9) forbids and brokers reject.
+var ErrPasswordWithoutUsername = errors.New("connect: MQTT 3.1.1 needs a username to carry a password")
+
 // Connect sends CONNECT and waits for CONNACK until ctx ends. It returns the
-// CONNACK reason code (0 = success).
+// CONNACK reason code (MQTT 5) or return code (3.1.1); 0 is success in both.
 func (c *Conn) Connect(ctx context.Context, o ConnectOptions) (byte, error) {
+	if c.version == V311 && o.Password != "" && o.Username == "" {
+		return 0, ErrPasswordWithoutUsername
+	}
 	pk := packets.Packet{
 		FixedHeader:     packets.FixedHeader{Type: packets.Connect},
-		ProtocolVersion: 5,
+		ProtocolVersion: c.version,
 		Connect: packets.ConnectParams{
 			ProtocolName:     []byte("MQTT"),
 			Clean:            true,
@@ -170,7 +193,7 @@ func (c *Conn) Connect(ctx context.Context, o ConnectOptions) (byte, error) {
 func (c *Conn) Subscribe(ctx context.Context, filter string, qos byte) (byte, error) {
 	pk := packets.Packet{
 		FixedHeader:     packets.FixedHeader{Type: packets.Subscribe, Qos: 1},
-		ProtocolVersion: 5,
+		ProtocolVersion: c.version,
 		PacketID:        1,
 		Filters:         packets.Subscriptions{{Filter: filter, Qos: qos}},
 	}
@@ -182,7 +205,7 @@ func (c *Conn) Subscribe(ctx context.Context, filter string, qos byte) (byte, er
 	if err != nil {
 		return 0, fmt.Errorf("subscribe %s: %w", filter, err)
 	}
-	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Suback}, ProtocolVersion: 5}
+	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Suback}, ProtocolVersion: c.version}
 	if err := ack.SubackDecode(f.Body); err != nil || len(ack.ReasonCodes) != 1 {
 		return 0, fmt.Errorf("subscribe %s: malformed SUBACK", filter)
 	}

@@ -10,7 +10,20 @@ var ErrMalformed = errors.New("malformed packet")
 
 // AppendPublish appends an MQTT 5 PUBLISH (no properties) to dst.
 func AppendPublish(dst []byte, topic string, qos byte, id uint16, payload []byte) []byte {
-	n := 2 + len(topic) + 1 + len(payload) // topic length, topic, properties length (0), payload
+	return appendPublish(dst, V5, topic, qos, id, payload)
+}
+
+// AppendPublish311 appends an MQTT 3.1.1 PUBLISH to dst: the MQTT 5 layout
+// without the properties length.
+func AppendPublish311(dst []byte, topic string, qos byte, id uint16, payload []byte) []byte {
+	return appendPublish(dst, V311, topic, qos, id, payload)
+}
+
+func appendPublish(dst []byte, version byte, topic string, qos byte, id uint16, payload []byte) []byte {
+	n := 2 + len(topic) + len(payload) // topic length, topic, payload
+	if version == V5 {
+		n++ // properties length (0)
+	}
 	if qos > 0 {
 		n += 2
 	}
@@ -21,7 +34,9 @@ func AppendPublish(dst []byte, topic string, qos byte, id uint16, payload []byte
 	if qos > 0 {
 		dst = binary.BigEndian.AppendUint16(dst, id)
 	}
-	dst = append(dst, 0)
+	if version == V5 {
+		dst = append(dst, 0)
+	}
 	return append(dst, payload...)
 }
 
@@ -54,6 +69,20 @@ type Publish struct {
 
 // ParsePublish parses an MQTT 5 PUBLISH frame (flags and body).
 func ParsePublish(flags byte, body []byte) (Publish, error) {
+	return parsePublish(V5, flags, body)
+}
+
+// ParsePublish311 parses an MQTT 3.1.1 PUBLISH frame (no properties).
+func ParsePublish311(flags byte, body []byte) (Publish, error) {
+	return parsePublish(V311, flags, body)
+}
+
+// ParsePublish parses a PUBLISH frame in the connection's protocol version.
+func (c *Conn) ParsePublish(f Frame) (Publish, error) {
+	return parsePublish(c.version, f.Flags, f.Body)
+}
+
+func parsePublish(version byte, flags byte, body []byte) (Publish, error) {
 	p := Publish{QoS: (flags >> 1) & 3}
 	if p.QoS > 2 || len(body) < 2 {
 		return p, ErrMalformed
@@ -70,6 +99,10 @@ func ParsePublish(flags byte, body []byte) (Publish, error) {
 		}
 		p.ID = binary.BigEndian.Uint16(body[off:])
 		off += 2
+	}
+	if version != V5 {
+		p.Payload = body[off:]
+		return p, nil
 	}
 	pl, n, ok := uvarint(body[off:])
 	if !ok || off+n+pl > len(body) {
@@ -113,7 +146,7 @@ func (c *Conn) Write(b []byte) error {
 
 // WritePublish buffers one PUBLISH.
 func (c *Conn) WritePublish(topic string, qos byte, id uint16, payload []byte) error {
-	c.out = AppendPublish(c.out[:0], topic, qos, id, payload)
+	c.out = appendPublish(c.out[:0], c.version, topic, qos, id, payload)
 	_, err := c.w.Write(c.out)
 	return err
 }

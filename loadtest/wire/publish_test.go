@@ -26,43 +26,62 @@ func TestPublishRoundTripThroughMochi(t *testing.T) {
 		{"qos1 large payload (3-byte length)", "a/b", 1, 65535, bytes.Repeat([]byte{7}, 70000)},
 		{"empty payload", "t", 1, 1, nil},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			raw := AppendPublish(nil, tt.topic, tt.qos, tt.id, tt.payload)
-			f, err := readFrame(bufio.NewReader(bytes.NewReader(raw)), new([]byte))
-			if err != nil {
-				t.Fatal(err)
-			}
-			pk := packets.Packet{ProtocolVersion: 5}
-			if err := pk.FixedHeader.Decode(raw[0]); err != nil {
-				t.Fatal(err)
-			}
-			if err := pk.PublishDecode(f.Body); err != nil {
-				t.Fatalf("mochi cannot decode: %v", err)
-			}
-			if pk.TopicName != tt.topic || pk.PacketID != tt.id || pk.FixedHeader.Qos != tt.qos || !bytes.Equal(pk.Payload, tt.payload) {
-				t.Fatalf("mochi decoded %q qos %d id %d payload %d bytes", pk.TopicName, pk.FixedHeader.Qos, pk.PacketID, len(pk.Payload))
-			}
+	versions := []struct {
+		name    string
+		version byte
+		append  func(dst []byte, topic string, qos byte, id uint16, payload []byte) []byte
+		parse   func(flags byte, body []byte) (Publish, error)
+	}{
+		{"v5", V5, AppendPublish, ParsePublish},
+		{"v3.1.1", V311, AppendPublish311, ParsePublish311},
+	}
+	for _, ver := range versions {
+		for _, tt := range tests {
+			t.Run(ver.name+" "+tt.name, func(t *testing.T) {
+				roundTripPublish(t, ver.version, ver.append, ver.parse, tt.topic, tt.qos, tt.id, tt.payload)
+			})
+		}
+	}
+}
 
-			// And the other way: mochi encodes (with a property), ParsePublish reads.
-			out := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: tt.qos}, ProtocolVersion: 5,
-				TopicName: tt.topic, PacketID: tt.id, Payload: tt.payload, Properties: packets.Properties{ContentType: "x/y"}}
-			var buf bytes.Buffer
-			if err := out.PublishEncode(&buf); err != nil {
-				t.Fatal(err)
-			}
-			f, err = readFrame(bufio.NewReader(&buf), new([]byte))
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := ParsePublish(f.Flags, f.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(p.Topic) != tt.topic || p.ID != tt.id || p.QoS != tt.qos || !bytes.Equal(p.Payload, tt.payload) {
-				t.Fatalf("parsed %q qos %d id %d payload %d bytes", p.Topic, p.QoS, p.ID, len(p.Payload))
-			}
-		})
+// roundTripPublish checks one PUBLISH both ways through mochi's codec at version.
+func roundTripPublish(t *testing.T, version byte, appendPub func([]byte, string, byte, uint16, []byte) []byte,
+	parse func(byte, []byte) (Publish, error), topic string, qos byte, id uint16, payload []byte) {
+	t.Helper()
+	raw := appendPub(nil, topic, qos, id, payload)
+	f, err := readFrame(bufio.NewReader(bytes.NewReader(raw)), new([]byte))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk := packets.Packet{ProtocolVersion: version}
+	if err := pk.FixedHeader.Decode(raw[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := pk.PublishDecode(f.Body); err != nil {
+		t.Fatalf("mochi cannot decode: %v", err)
+	}
+	if pk.TopicName != topic || pk.PacketID != id || pk.FixedHeader.Qos != qos || !bytes.Equal(pk.Payload, payload) {
+		t.Fatalf("mochi decoded %q qos %d id %d payload %d bytes", pk.TopicName, pk.FixedHeader.Qos, pk.PacketID, len(pk.Payload))
+	}
+
+	// And the other way: mochi encodes (with a property under MQTT 5), the
+	// parser reads.
+	out := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos}, ProtocolVersion: version,
+		TopicName: topic, PacketID: id, Payload: payload, Properties: packets.Properties{ContentType: "x/y"}}
+	var buf bytes.Buffer
+	if err := out.PublishEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	f, err = readFrame(bufio.NewReader(&buf), new([]byte))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := parse(f.Flags, f.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(p.Topic) != topic || p.ID != id || p.QoS != qos || !bytes.Equal(p.Payload, payload) {
+		t.Fatalf("parsed %q qos %d id %d payload %d bytes", p.Topic, p.QoS, p.ID, len(p.Payload))
 	}
 }
 
