@@ -24,6 +24,7 @@ type Server struct {
 	realms     map[string]bool
 	baseURL    string // no trailing slash
 	basePath   string // path part of baseURL, "" or "/am"
+	origin     string // scheme://host[:port] of baseURL
 	log        *slog.Logger
 	now        func() time.Time
 	db         *store.DB
@@ -142,6 +143,7 @@ func (s *Server) init(ctx context.Context, cfg Config) error {
 	s.baseURL = strings.TrimSuffix(base, "/")
 	s.secureCookies = u.Scheme == "https"
 	s.basePath = strings.TrimSuffix(u.Path, "/")
+	s.origin = u.Scheme + "://" + strings.ToLower(u.Host)
 	s.http = &http.Server{
 		Handler:           s.recoverer(http.HandlerFunc(s.route)),
 		ReadHeaderTimeout: 10 * time.Second,
