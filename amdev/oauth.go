@@ -78,7 +78,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request, realm strin
 		return oauthError(http.StatusBadRequest, "unauthorized_client", fmt.Sprintf("Grant type %s is not allowed for this client", gt))
 	}
 	requested := strings.Fields(r.PostForm.Get("scope"))
-	withRefresh := s.settings.OAuth2.IssueRefreshTokens && slices.Contains(client.GrantTypes, grantRefreshToken)
+	withRefresh := s.provider(realm).IssueRefreshTokens && slices.Contains(client.GrantTypes, grantRefreshToken)
 	var resp tokenResponse
 	switch gt {
 	case grantClientCredentials:

@@ -42,6 +42,12 @@ type Server struct {
 	passwordGuard, userCodeGuard *guessGuard
 	secureCookies                bool // the base URL is https
 
+	// providers are the realms' OAuth2 Provider settings changed through the
+	// admin REST (realm-config/services/oauth-oidc); a realm not in it uses
+	// settings.OAuth2.
+	provMu    sync.RWMutex
+	providers map[string]OAuth2Provider
+
 	listener net.Listener
 	http     *http.Server
 	stop     chan struct{}
