@@ -24,7 +24,7 @@ func (s *Server) addressedOrigins(r *http.Request) []string {
 	}
 	out := []string{s.origin}
 	add := func(scheme, host string) {
-		if o := scheme + "://" + strings.ToLower(host); validHost(host) && !slices.Contains(out, o) {
+		if o := scheme + "://" + host; validHost(host) && !slices.Contains(out, o) {
 			out = append(out, o)
 		}
 	}

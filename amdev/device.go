@@ -100,25 +100,22 @@ func (s *Server) pollDevice(code string, owns func(*deviceCode) bool) (*deviceCo
 	return nil, oauthError(http.StatusForbidden, "authorization_pending", "The user has not yet completed authorization")
 }
 
-// decideDevice records a user's decision on a pending request.
-func (s *Server) decideDevice(realm, userCode, userID string, allow bool) (*deviceCode, string) {
+// decideDevice records a user's decision on a pending request. It reports
+// false when no pending request of the realm has that user code: unknown,
+// expired and already decided codes alike, which the page answers the same way.
+func (s *Server) decideDevice(realm, userCode, userID string, allow bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	dc := s.deviceCodes[s.userCodes[userCode]]
-	switch {
-	case dc == nil || dc.realm != realm:
-		return nil, "not_found"
-	case !s.now().Before(dc.expires):
-		return nil, "expired_token"
-	case dc.status != devicePending:
-		return nil, "already_used"
+	if dc == nil || dc.realm != realm || !s.now().Before(dc.expires) || dc.status != devicePending {
+		return false
 	}
 	dc.userID = userID
 	dc.status = deviceDenied
 	if allow {
 		dc.status = deviceApproved
 	}
-	return dc, ""
+	return true
 }
 
 func (s *Server) pendingDevice(realm, userCode string) *deviceCode {

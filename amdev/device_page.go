@@ -139,7 +139,7 @@ func (s *Server) handleDeviceUser(w http.ResponseWriter, r *http.Request, realm 
 		page.View, page.Client, page.Thing, page.Scopes = "consent", dc.clientID, dc.thingID, dc.scopes
 		return s.renderDevice(w, http.StatusOK, page)
 	}
-	if _, code := s.decideDevice(realm, page.UserCode, ss.uid, decision == "allow"); code != "" {
+	if !s.decideDevice(realm, page.UserCode, ss.uid, decision == "allow") {
 		s.wrongUserCode(acct, src)
 		// AM answers an unknown, expired or spent code alike: the verification
 		// resource finds no pending device code and renders not_found.

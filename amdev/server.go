@@ -149,7 +149,7 @@ func (s *Server) init(ctx context.Context, cfg Config) error {
 	s.baseURL = strings.TrimSuffix(base, "/")
 	s.secureCookies = u.Scheme == "https"
 	s.basePath = strings.TrimSuffix(u.Path, "/")
-	s.origin = u.Scheme + "://" + strings.ToLower(u.Host)
+	s.origin = u.Scheme + "://" + u.Host
 	s.http = &http.Server{
 		Handler:           s.recoverer(http.HandlerFunc(s.route)),
 		ReadHeaderTimeout: 10 * time.Second,
