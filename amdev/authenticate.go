@@ -203,7 +203,7 @@ func (s *Server) step(w http.ResponseWriter, r *http.Request, st *authState, tre
 		if !ok {
 			return errLoginFailure()
 		}
-		res, err := s.authenticateThing(st, tree, answer)
+		res, err := s.authenticateThing(r, st, tree, answer)
 		if err != nil {
 			return err
 		}

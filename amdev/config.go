@@ -202,6 +202,11 @@ func (s *Settings) validate() error {
 			return invalid("DNS alias names a realm that is not configured", "realmHosts", host)
 		}
 	}
+	for i, p := range s.TrustedProxies {
+		if _, err := parseProxy(p); err != nil {
+			return invalid("a trusted proxy must be an IP address or a CIDR prefix such as 10.0.0.0/8", "trustedProxies", strconv.Itoa(i))
+		}
+	}
 	if s.Admin.Username == "" || s.Admin.Password == "" {
 		return invalid("admin needs username and password", "admin")
 	}

@@ -46,9 +46,9 @@ func newUserCode() string {
 
 // startDeviceFlow registers a device authorization request and returns the RFC 8628 §3.2 answer.
 func (s *Server) startDeviceFlow(realm, clientID, thingID string, scopes []string) map[string]any {
-	life := time.Duration(s.settings.OAuth2.DeviceCodeLifetime)
+	prov := s.provider(realm)
 	dc := &deviceCode{deviceCode: randomToken(32), realm: realm, clientID: clientID, thingID: thingID,
-		scopes: scopes, expires: s.now().Add(life), interval: time.Duration(s.settings.OAuth2.DevicePollInterval)}
+		scopes: scopes, expires: s.now().Add(time.Duration(prov.DeviceCodeLifetime)), interval: time.Duration(prov.DevicePollInterval)}
 	s.mu.Lock()
 	for {
 		dc.userCode = newUserCode()
@@ -64,7 +64,7 @@ func (s *Server) startDeviceFlow(realm, clientID, thingID string, scopes []strin
 		"device_code": dc.deviceCode, "user_code": dc.userCode,
 		"verification_uri":          verify,
 		"verification_uri_complete": verify + "?user_code=" + dc.userCode,
-		"expires_in":                int64(life / time.Second), "interval": int64(dc.interval / time.Second),
+		"expires_in":                int64(time.Duration(prov.DeviceCodeLifetime) / time.Second), "interval": int64(dc.interval / time.Second),
 	}
 }
 
@@ -100,25 +100,22 @@ func (s *Server) pollDevice(code string, owns func(*deviceCode) bool) (*deviceCo
 	return nil, oauthError(http.StatusForbidden, "authorization_pending", "The user has not yet completed authorization")
 }
 
-// decideDevice records a user's decision on a pending request.
-func (s *Server) decideDevice(realm, userCode, userID string, allow bool) (*deviceCode, string) {
+// decideDevice records a user's decision on a pending request. It reports
+// false when no pending request of the realm has that user code: unknown,
+// expired and already decided codes alike, which the page answers the same way.
+func (s *Server) decideDevice(realm, userCode, userID string, allow bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	dc := s.deviceCodes[s.userCodes[userCode]]
-	switch {
-	case dc == nil || dc.realm != realm:
-		return nil, "not_found"
-	case !s.now().Before(dc.expires):
-		return nil, "expired_token"
-	case dc.status != devicePending:
-		return nil, "already_used"
+	if dc == nil || dc.realm != realm || !s.now().Before(dc.expires) || dc.status != devicePending {
+		return false
 	}
 	dc.userID = userID
 	dc.status = deviceDenied
 	if allow {
 		dc.status = deviceApproved
 	}
-	return dc, ""
+	return true
 }
 
 func (s *Server) pendingDevice(realm, userCode string) *deviceCode {
@@ -161,7 +158,7 @@ func (s *Server) thingUserToken(w http.ResponseWriter, ident *identity, body map
 	if err != nil {
 		return err
 	}
-	resp, err := s.issue(userGrant(dc), s.settings.OAuth2.IssueRefreshTokens && slices.Contains(client.GrantTypes, grantRefreshToken))
+	resp, err := s.issue(userGrant(dc), s.provider(dc.realm).IssueRefreshTokens && slices.Contains(client.GrantTypes, grantRefreshToken))
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package amdev
 import (
 	"crypto/subtle"
 	"encoding/json"
-	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -59,14 +58,23 @@ type devicePageData struct {
 	Scopes                                                                       []string
 }
 
-// PageData is AM's pageData object literal ({ done: true, errorCode: "…" }).
+// PageData is AM's pageData object literal. AM's templates emit `done: true`
+// only on the page that follows a decision (allow and deny alike) and
+// `errorCode: "…"` only on failure; clients scrape the page with a regex on
+// each marker, so a marker must be absent, not empty, when it does not apply.
 func (p devicePageData) PageData() template.JS {
 	str := func(v string) string {
 		b, _ := json.Marshal(v) // a string always encodes; < > & come out as \u escapes
 		return string(b)
 	}
-	return template.JS(fmt.Sprintf("{ done: %t, decision: %s, errorCode: %s, realm: %s }",
-		p.Done, str(p.Decision), str(p.ErrorCode), str(p.Realm)))
+	fields := []string{"realm: " + str(p.Realm)}
+	if p.Done {
+		fields = append(fields, "done: true")
+	}
+	if p.ErrorCode != "" {
+		fields = append(fields, "errorCode: "+str(p.ErrorCode))
+	}
+	return template.JS("{ " + strings.Join(fields, ", ") + " }")
 }
 
 // handleDeviceUser serves the human side of the device grant: sign in (a
@@ -131,9 +139,11 @@ func (s *Server) handleDeviceUser(w http.ResponseWriter, r *http.Request, realm 
 		page.View, page.Client, page.Thing, page.Scopes = "consent", dc.clientID, dc.thingID, dc.scopes
 		return s.renderDevice(w, http.StatusOK, page)
 	}
-	if _, code := s.decideDevice(realm, page.UserCode, ss.uid, decision == "allow"); code != "" {
+	if !s.decideDevice(realm, page.UserCode, ss.uid, decision == "allow") {
 		s.wrongUserCode(acct, src)
-		page.View, page.ErrorCode, page.Message = "code", code, "That code is unknown, expired or already used."
+		// AM answers an unknown, expired or spent code alike: the verification
+		// resource finds no pending device code and renders not_found.
+		page.View, page.ErrorCode, page.Message = "code", "not_found", "That code is unknown, expired or already used."
 		return s.renderDevice(w, http.StatusOK, page)
 	}
 	s.log.Info("device request decided", "user", ss.uid, "decision", decision)

@@ -174,3 +174,76 @@ func TestDeviceGrantHeaderLoginFormAndSlowDown(t *testing.T) {
 		t.Fatalf("unknown code: %d %s", status, page)
 	}
 }
+
+// pageDataRe and the two marker regexes read the device page the way AM's own
+// clients do: cut out the pageData object, then look for errorCode: "…" (any
+// match, even an empty value, is a failure) and done: ….
+var (
+	pageDataRe  = regexp.MustCompile(`(?s:pageData.*})`)
+	errorCodeRe = regexp.MustCompile(`(errorCode:\s*")(.*)(")`)
+	doneRe      = regexp.MustCompile(`(done:\s*)(.*)`)
+)
+
+// TestDeviceConsentPageData checks the page data of each outcome of the consent
+// form against AM's: done only after a decision, errorCode only on failure.
+func TestDeviceConsentPageData(t *testing.T) {
+	e := startEnv(t)
+	th := newThing(t, "consenting-thing", jose.ES256)
+	p := loggedIn(t, e, th, "auth-tree", nil)
+	status, login := e.call("POST", e.srv.URL()+"/json/authenticate", map[string]string{"X-OpenAM-Username": DemoUserID, "X-OpenAM-Password": DefaultUserPassword}, "")
+	if status != 200 {
+		t.Fatalf("header login: %d %v", status, login)
+	}
+	sso := login["tokenId"].(string)
+	consent := func(verify, code, decision string) string {
+		t.Helper()
+		form := url.Values{"user_code": {code}, "decision": {decision}, "csrf": {sso}}
+		status, page := e.callRaw("POST", verify, map[string]string{"Content-Type": "application/x-www-form-urlencoded",
+			"Cookie": "iPlanetDirectoryPro=" + sso}, form.Encode())
+		if status != 200 {
+			t.Fatalf("consent %s: %d %s", decision, status, page)
+		}
+		return string(page)
+	}
+	cases := []struct {
+		name     string
+		prepare  func(verify, code string) string // returns the code to submit
+		decision string
+		data     string // the exact pageData literal
+		errCode  string // what the client's errorCode regex captures; "" for no match
+	}{
+		{"allow", func(_, code string) string { return code }, "allow", `{ realm: "/", done: true }`, ""},
+		{"deny", func(_, code string) string { return code }, "deny", `{ realm: "/", done: true }`, ""},
+		{"wrong code", func(_, _ string) string { return "WRONGCODE" }, "allow", `{ realm: "/", errorCode: "not_found" }`, "not_found"},
+		{"expired code", func(_, code string) string { e.clock.Advance(6 * time.Minute); return code }, "allow",
+			`{ realm: "/", errorCode: "not_found" }`, "not_found"},
+		{"already used", func(verify, code string) string {
+			if page := consent(verify, code, "allow"); !strings.Contains(page, "done: true") {
+				t.Fatalf("first decision: %s", page)
+			}
+			return code
+		}, "deny", `{ realm: "/", errorCode: "not_found" }`, "not_found"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, dc := p.do("POST", userCodePath, map[string]any{}, true)
+			verify := dc["verification_uri"].(string)
+			page := consent(verify, tc.prepare(verify, dc["user_code"].(string)), tc.decision)
+			if !strings.Contains(page, "var pageData = "+tc.data+";") {
+				t.Fatalf("page data: want %s in %s", tc.data, page)
+			}
+			data := pageDataRe.FindString(page)
+			m := errorCodeRe.FindStringSubmatch(data)
+			switch {
+			case tc.errCode == "" && m != nil:
+				t.Fatalf("a client reads errorCode %q on a successful page: %s", m[2], data)
+			case tc.errCode != "" && (m == nil || m[2] != tc.errCode):
+				t.Fatalf("errorCode: want %q, got %v in %s", tc.errCode, m, data)
+			case tc.errCode == "" && !doneRe.MatchString(data):
+				t.Fatalf("no done marker: %s", data)
+			case tc.errCode != "" && doneRe.MatchString(data):
+				t.Fatalf("done marker on a failed page: %s", data)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"time"
 
@@ -13,7 +14,7 @@ import (
 // authenticateThing runs the Authenticate Thing node on the answered JWT.
 // Unknown identity, no keys, or no key with the JWT's kid → register
 // outcome; any other verification failure → 401.
-func (s *Server) authenticateThing(st *authState, tree *Tree, raw string) (*authResult, error) {
+func (s *Server) authenticateThing(r *http.Request, st *authState, tree *Tree, raw string) (*authResult, error) {
 	node := tree.Authenticate
 	jws, err := parseCompactJWS(raw)
 	if err != nil {
@@ -32,8 +33,7 @@ func (s *Server) authenticateThing(st *authState, tree *Tree, raw string) (*auth
 			return nil, errLoginFailure().with(errors.New("client assertion: iss must equal sub"))
 		}
 		kid = jws.headerString("kid")
-		base := s.oauthBase(st.realm)
-		audiences = append([]string{base, base + "/access_token"}, node.AdditionalAudienceValues...)
+		audiences = append(s.oauthAudiences(r, st.realm), node.AdditionalAudienceValues...)
 	} else {
 		id, _ = claims["sub"].(string)
 		kid = cnfKID(claims)

@@ -78,7 +78,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request, realm strin
 		return oauthError(http.StatusBadRequest, "unauthorized_client", fmt.Sprintf("Grant type %s is not allowed for this client", gt))
 	}
 	requested := strings.Fields(r.PostForm.Get("scope"))
-	withRefresh := s.settings.OAuth2.IssueRefreshTokens && slices.Contains(client.GrantTypes, grantRefreshToken)
+	withRefresh := s.provider(realm).IssueRefreshTokens && slices.Contains(client.GrantTypes, grantRefreshToken)
 	var resp tokenResponse
 	switch gt {
 	case grantClientCredentials:
@@ -92,7 +92,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request, realm strin
 			return err
 		}
 	case grantJWTBearer:
-		ident, err := s.verifyBearerAssertion(realm, r.PostForm.Get("assertion"))
+		ident, err := s.verifyBearerAssertion(r, realm, r.PostForm.Get("assertion"))
 		if err != nil {
 			return err
 		}
@@ -129,9 +129,9 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request, realm strin
 
 // verifyBearerAssertion checks an RFC 7523 authorization grant made by a
 // thing: iss = sub = thing id, signed by a key of its thingKeys (header kid),
-// audience the realm's OAuth base or token endpoint, not expired, a lifetime
+// audience the realm's OAuth base or token endpoint as addressed (oauthAudiences), not expired, a lifetime
 // within assertionMaxLifetime, and a jti not used before.
-func (s *Server) verifyBearerAssertion(realm, raw string) (*identity, error) {
+func (s *Server) verifyBearerAssertion(r *http.Request, realm, raw string) (*identity, error) {
 	invalid := func(cause error) error {
 		return oauthError(http.StatusBadRequest, "invalid_grant", "JWT is not valid").with(cause)
 	}
@@ -167,8 +167,7 @@ func (s *Server) verifyBearerAssertion(realm, raw string) (*identity, error) {
 	if err := jws.verify(matched[0].Key); err != nil {
 		return nil, invalid(err)
 	}
-	base := s.oauthBase(realm)
-	if !audienceOK(claims["aud"], []string{base, base + "/access_token"}) {
+	if !audienceOK(claims["aud"], s.oauthAudiences(r, realm)) {
 		return nil, invalid(errors.New("audience not accepted"))
 	}
 	if err := s.checkJWTTimes(claims); err != nil {

@@ -49,6 +49,10 @@ func (s *Server) routeJSON(w http.ResponseWriter, r *http.Request, segs []string
 		return s.handleSessions(w, r)
 	case len(segs) == 2 && segs[0] == "things" && segs[1] == "*":
 		return s.handleThings(w, r)
+	case segs[0] == "realm-config" && strings.Join(segs[1:], "/") == "services/"+oauthProviderService:
+		return s.handleOAuthProvider(w, r, realm, pathRealm)
+	case segs[0] == "realm-config" || segs[0] == "global-config" || segs[0] == "scripts":
+		return errNotServed(r)
 	case segs[0] == "users" && len(segs) <= 2:
 		id := ""
 		if len(segs) == 2 {

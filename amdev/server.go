@@ -24,6 +24,7 @@ type Server struct {
 	realms     map[string]bool
 	baseURL    string // no trailing slash
 	basePath   string // path part of baseURL, "" or "/am"
+	origin     string // scheme://host[:port] of baseURL
 	log        *slog.Logger
 	now        func() time.Time
 	db         *store.DB
@@ -40,6 +41,12 @@ type Server struct {
 	// passwordGuard and userCodeGuard throttle password and user-code guesses.
 	passwordGuard, userCodeGuard *guessGuard
 	secureCookies                bool // the base URL is https
+
+	// providers are the realms' OAuth2 Provider settings changed through the
+	// admin REST (realm-config/services/oauth-oidc); a realm not in it uses
+	// settings.OAuth2.
+	provMu    sync.RWMutex
+	providers map[string]OAuth2Provider
 
 	listener net.Listener
 	http     *http.Server
@@ -142,6 +149,7 @@ func (s *Server) init(ctx context.Context, cfg Config) error {
 	s.baseURL = strings.TrimSuffix(base, "/")
 	s.secureCookies = u.Scheme == "https"
 	s.basePath = strings.TrimSuffix(u.Path, "/")
+	s.origin = u.Scheme + "://" + u.Host
 	s.http = &http.Server{
 		Handler:           s.recoverer(http.HandlerFunc(s.route)),
 		ReadHeaderTimeout: 10 * time.Second,

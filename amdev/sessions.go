@@ -9,7 +9,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -175,28 +174,6 @@ func (s *Server) verifySignedRequest(r *http.Request, ss *session, raw string) (
 	}
 	delete(claims, "csrf")
 	return claims, nil
-}
-
-// isRequestURL compares a signed request's aud with the request URL as the
-// client addressed it: through the configured base URL, or the Host it used.
-// "*" and "%2A" count as equal.
-func (s *Server) isRequestURL(r *http.Request, aud string) bool {
-	if aud == "" {
-		return false
-	}
-	norm := func(u string) string { return strings.ReplaceAll(strings.ReplaceAll(u, "%2A", "*"), "%2a", "*") }
-	rest := strings.TrimPrefix(r.URL.EscapedPath(), s.basePath)
-	if r.URL.RawQuery != "" || r.URL.ForceQuery {
-		rest += "?" + r.URL.RawQuery
-	}
-	if norm(aud) == norm(s.baseURL+rest) {
-		return true
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return norm(aud) == norm(scheme+"://"+r.Host+r.URL.RequestURI())
 }
 
 // handleSessions serves /json/sessions?_action=validate|logout.

@@ -22,6 +22,12 @@ type Settings struct {
 	// request to such a host without a realm parameter is in that realm, as with
 	// AM's DNS aliases (e.g. sub.am.localtest.me -> /a/b).
 	RealmHosts map[string]string `yaml:"realmHosts"`
+	// TrustedProxies are the addresses or CIDR prefixes of reverse proxies in
+	// front of amdev. A request from one of them is also taken as addressed to
+	// the URL its X-Forwarded-Proto and X-Forwarded-Host name (the audience of
+	// client assertions and signed requests). Empty, the default, trusts none:
+	// a forwarding header from anyone else is ignored.
+	TrustedProxies []string `yaml:"trustedProxies"`
 	// Admin is the administrator that zero-page login accepts (root realm only).
 	Admin Admin `yaml:"admin"`
 	// Users are human identities seeded into the store when absent (device-grant approvers).

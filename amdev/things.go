@@ -170,7 +170,7 @@ func (s *Server) thingAccessToken(w http.ResponseWriter, ident *identity, body m
 		return err
 	}
 	resp, err := s.issue(s.thingGrant(ident, clientID, scopes, grantJWTBearer),
-		s.settings.OAuth2.IssueRefreshTokens && slices.Contains(client.GrantTypes, grantRefreshToken))
+		s.provider(ident.Realm).IssueRefreshTokens && slices.Contains(client.GrantTypes, grantRefreshToken))
 	if err != nil {
 		return err
 	}

@@ -76,11 +76,12 @@ func (s *Server) issue(g grant, withRefresh bool) (tokenResponse, error) {
 	if g.AuthTime == 0 {
 		g.AuthTime = now.Unix()
 	}
-	life := time.Duration(s.settings.OAuth2.AccessTokenLifetime)
+	prov := s.provider(g.Realm)
+	life := time.Duration(prov.AccessTokenLifetime)
 	exp := now.Add(life)
 	rec := tokenRecord{Grant: g, JTI: randomToken(20), Issued: now.Unix(), Expires: exp.Unix()}
 	var access string
-	if s.settings.OAuth2.TokenFormat == "opaque" {
+	if prov.TokenFormat == "opaque" {
 		access = randomToken(20)
 		if err := s.db.Put(bucketAccess, tokenHash(access), rec, exp); err != nil {
 			return tokenResponse{}, err
@@ -93,7 +94,7 @@ func (s *Server) issue(g grant, withRefresh bool) (tokenResponse, error) {
 		if g.ThingID != "" {
 			until := exp
 			if withRefresh {
-				until = now.Add(time.Duration(s.settings.OAuth2.RefreshTokenLifetime))
+				until = now.Add(time.Duration(prov.RefreshTokenLifetime))
 			}
 			if err := s.db.Put(bucketThingGrants, g.AuthGrantID, g.ThingID, until); err != nil {
 				return tokenResponse{}, err
@@ -104,7 +105,7 @@ func (s *Server) issue(g grant, withRefresh bool) (tokenResponse, error) {
 		ExpiresIn: int64(life / time.Second)}
 	if withRefresh {
 		refresh := randomToken(20)
-		rexp := now.Add(time.Duration(s.settings.OAuth2.RefreshTokenLifetime))
+		rexp := now.Add(time.Duration(prov.RefreshTokenLifetime))
 		rrec := tokenRecord{Grant: g, JTI: randomToken(20), Issued: now.Unix(), Expires: rexp.Unix()}
 		if err := s.db.Put(bucketRefresh, tokenHash(refresh), rrec, rexp); err != nil {
 			return tokenResponse{}, err
@@ -282,7 +283,7 @@ func (s *Server) revoke(info *tokenInfo, token string) error {
 		if _, err := s.db.Delete(bucketRefresh, tokenHash(token)); err != nil {
 			return err
 		}
-		exp := now.Add(time.Duration(s.settings.OAuth2.RefreshTokenLifetime))
+		exp := now.Add(time.Duration(s.provider(info.rec.Grant.Realm).RefreshTokenLifetime))
 		return s.db.Put(bucketRevoked, "grant:"+info.rec.Grant.AuthGrantID, true, exp)
 	}
 	if _, err := s.db.Delete(bucketAccess, tokenHash(token)); err != nil {
