@@ -63,6 +63,10 @@ type Config struct {
 	CacheMaxTTL          time.Duration `yaml:"cache_max_ttl"`        // longest a validation is reused (default 5m; never past exp)
 	NegativeTTL          time.Duration `yaml:"negative_ttl"`         // how long a rejected token stays rejected (default 10s)
 
+	// Claims map: where the token's scopes and thing id are found (claim paths with dots, e.g. realm_access.roles).
+	ScopeClaims  []string `yaml:"scope_claims"`   // claims holding scopes or roles (default scope and scp)
+	ThingIDClaim string   `yaml:"thing_id_claim"` // claim naming the thing (default subname, else sub)
+
 	// Identity binding and sessions.
 	ClientIDBinding  []string      `yaml:"client_id_binding"` // default ["{sub}"]
 	RequireUsername  bool          `yaml:"require_username"`  // username must equal the thing id
@@ -268,6 +272,7 @@ func (c *Config) validator(ctx context.Context) (hooks.TokenValidator, func(cont
 			Audience:   c.Audience,
 			Algorithms: c.Algorithms,
 			Types:      c.TokenTypes,
+			Claims:     c.claimMap(),
 			Logger:     c.Logger.With("component", "jwks"),
 		})
 		if err != nil {
@@ -283,6 +288,7 @@ func (c *Config) validator(ctx context.Context) (hooks.TokenValidator, func(cont
 			ClientSecret: c.ClientSecret,
 			AuthMethod:   c.IntrospectAuthMethod,
 			Audience:     c.Audience,
+			Claims:       c.claimMap(),
 			Timeout:      c.ValidateTimeout,
 			MaxConns:     c.IntrospectMaxConns,
 			Logger:       c.Logger.With("component", "introspect"),
@@ -320,6 +326,11 @@ func (c *Config) validator(ctx context.Context) (hooks.TokenValidator, func(cont
 		NegativeTTL: c.NegativeTTL,
 	})
 	return cache, ready, nil
+}
+
+// claimMap is where the configuration says scopes and the thing id are found.
+func (c *Config) claimMap() introspect.ClaimMap {
+	return introspect.ClaimMap{Scopes: c.ScopeClaims, ThingID: c.ThingIDClaim}
 }
 
 // uncached adapts a bare validator to the hook: every validation goes upstream.

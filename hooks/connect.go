@@ -12,6 +12,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"imb/authz"
+	"imb/internal/claimpath"
 	"imb/introspect"
 )
 
@@ -283,6 +284,14 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	if !id.expiry.IsZero() {
 		attrs = append(attrs, slog.Time("expires", id.expiry))
 	}
+	if !id.subject.Anonymous {
+		// What the policy decides by, so a refused publish can be explained from the log: the scopes as the
+		// claims map read them, and the value of every claim a rule reads. Never the token itself.
+		attrs = append(attrs, slog.Any("scopes", nonNil(id.subject.Scopes)))
+		if used := usedClaims(h.policy.Load(), id.subject.Claims); len(used) > 0 {
+			attrs = append(attrs, slog.Any("claims", used))
+		}
+	}
 	h.audit.Info("connect", attrs...)
 }
 
@@ -433,4 +442,26 @@ func (h *Hook) finishOld(existing *mqtt.Client) {
 	case <-e.Ended():
 	case <-time.After(2 * time.Second):
 	}
+}
+
+// usedClaims returns the values of the claims the policy's rules read that the token carries, by path.
+func usedClaims(pol *authz.Policy, claims map[string]any) map[string]any {
+	var out map[string]any
+	for _, p := range pol.ClaimPaths() {
+		if v, ok := claimpath.Lookup(claims, p); ok {
+			if out == nil {
+				out = map[string]any{}
+			}
+			out[p] = v
+		}
+	}
+	return out
+}
+
+// nonNil makes an absent list log as [] rather than null.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

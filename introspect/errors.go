@@ -110,6 +110,7 @@ const (
 	ReasonIssuedInFuture   = "issued in the future (iat)"
 	ReasonClaimType        = "claim has wrong type"
 	ReasonSubMissing       = "missing sub"
+	ReasonThingIDMissing   = "missing the configured thing id claim"
 	ReasonNotAccessToken   = "not an access token (tokenName)"
 	ReasonNotAccessType    = "not an access token (token_type)"
 

@@ -51,6 +51,8 @@ type JWTConfig struct {
 	// MaxTokenBytes and MaxHeaderBytes cap sizes before any decoding (defaults DefaultMaxTokenBytes,
 	// DefaultMaxHeaderBytes).
 	MaxTokenBytes, MaxHeaderBytes int
+	// Claims says which claims hold the scopes and the thing id (zero value: the defaults).
+	Claims ClaimMap
 	// RefreshInterval is how often keys are re-fetched (default DefaultRefreshInterval).
 	RefreshInterval time.Duration
 	// MinRefetchInterval rate-limits fetches forced by an unknown kid (default DefaultMinRefetchInterval).
@@ -79,6 +81,7 @@ type JWTValidator struct {
 	maxToken     int
 	maxHeader    int
 	now          func() time.Time
+	claims       ClaimMap
 	keys         *keySet
 	stop         context.CancelFunc
 	stopped      sync.WaitGroup
@@ -101,6 +104,7 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWTValidator, error) {
 		maxToken:     cfg.MaxTokenBytes,
 		maxHeader:    cfg.MaxHeaderBytes,
 		now:          cfg.Now,
+		claims:       ClaimMap{Scopes: slices.Clone(cfg.Claims.Scopes), ThingID: cfg.Claims.ThingID},
 	}
 	for _, t := range cfg.Types {
 		v.types = append(v.types, normalizeTyp(t))
@@ -141,6 +145,9 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWTValidator, error) {
 func (cfg *JWTConfig) check() error {
 	if cfg.Issuer == "" {
 		return errors.New("introspect jwt: Issuer is required")
+	}
+	if err := cfg.Claims.check(); err != nil {
+		return err
 	}
 	for _, u := range []string{cfg.DiscoveryURL, cfg.JWKSURL} {
 		if u != "" {
@@ -291,7 +298,7 @@ func (v *JWTValidator) key(ctx context.Context, alg algorithm, kid string) (any,
 
 // checkClaims applies the time and audience rules and builds the Token.
 func (v *JWTValidator) checkClaims(claims map[string]any) (*Token, error) {
-	t, err := tokenFromClaims(claims, MethodJWT)
+	t, err := tokenFromClaims(claims, MethodJWT, v.claims)
 	if err != nil {
 		return nil, err
 	}

@@ -174,7 +174,7 @@ func TestClaimNormalisation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tok, err := tokenFromClaims(tt.claims, MethodJWT)
+			tok, err := tokenFromClaims(tt.claims, MethodJWT, ClaimMap{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -42,6 +42,8 @@ type IntrospectionConfig struct {
 	CheckIssuer bool
 	// Audience, when set, requires the answer's aud to contain one of these values.
 	Audience []string
+	// Claims says which claims hold the scopes and the thing id (zero value: the defaults).
+	Claims ClaimMap
 	// Leeway is the clock skew tolerated on nbf and iat (0 means DefaultLeeway, negative means none); exp gets
 	// none.
 	Leeway time.Duration
@@ -80,6 +82,10 @@ func NewIntrospection(ctx context.Context, cfg IntrospectionConfig) (*Introspect
 	if cfg.Endpoint == "" && cfg.Issuer == "" {
 		return nil, errors.New("introspect rfc7662: Endpoint or Issuer is required")
 	}
+	if err := cfg.Claims.check(); err != nil {
+		return nil, err
+	}
+	cfg.Claims.Scopes = slices.Clone(cfg.Claims.Scopes)
 	if cfg.CheckIssuer && cfg.Issuer == "" {
 		return nil, errors.New("introspect rfc7662: CheckIssuer needs Issuer")
 	}
@@ -261,7 +267,7 @@ func (in *Introspector) checkAnswer(claims map[string]any) (*Token, error) {
 	if !active {
 		return nil, invalid(ReasonInactive, nil)
 	}
-	t, err := tokenFromClaims(claims, MethodIntrospection)
+	t, err := tokenFromClaims(claims, MethodIntrospection, in.cfg.Claims)
 	if err != nil {
 		return nil, err
 	}
