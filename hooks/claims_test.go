@@ -72,3 +72,35 @@ func TestClaimsMap(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusalNamesWhatWasWrong checks that the audit line of a refused CONNECT says which iss or aud the token
+// carried and what was expected.
+func TestRefusalNamesWhatWasWrong(t *testing.T) {
+	e := newEnv(t, func(c *broker.Config) { c.IntrospectURL, c.ClientID, c.ClientSecret = "", "", "" })
+	tests := []struct {
+		name   string
+		claims issuer.Claims
+		reason string
+		detail string
+	}{
+		{"issuer", issuer.Claims{"sub": "t1", "iss": "https://other.example/realms/x"}, "issuer not accepted",
+			`token iss "https://other.example/realms/x", expected "` + e.iss.URL() + `"`},
+		{"audience", issuer.Claims{"sub": "t1", "aud": []string{"account", "broker"}}, "audience not accepted",
+			`token aud ["account" "broker"], expected one of ["imb"]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.connect5("t1", e.iss.Mint(tt.claims, time.Hour), v5opts{clean: true})
+			if r.code() != 0x86 {
+				t.Fatalf("CONNACK %d, want 0x86", r.code())
+			}
+			lines := e.audit.find("connect_refused")
+			if len(lines) == 0 {
+				t.Fatal("no connect_refused line")
+			}
+			if l := lines[len(lines)-1]; l["reason"] != tt.reason || l["detail"] != tt.detail {
+				t.Errorf("audit line %v: want reason %q, detail %s", l, tt.reason, tt.detail)
+			}
+		})
+	}
+}

@@ -22,6 +22,7 @@ type refusal struct {
 	v5, v3 byte
 	label  string // metrics label
 	reason string
+	detail string // for the audit line only: what exactly was wrong (never the token)
 }
 
 func badToken(reason string) *refusal {
@@ -44,17 +45,27 @@ func badAuthMethod(reason string) *refusal {
 // cannot answer is 0x88 (fail closed), anything else about the token is 0x86.
 func refusalFor(err error) *refusal {
 	reason := "invalid token"
+	detail := ""
 	var ie *introspect.Error
 	if errors.As(err, &ie) && ie.Reason != "" {
 		reason = ie.Reason
+		if ie.Err != nil {
+			detail = ie.Err.Error()
+		}
 	}
+	var r *refusal
 	if errors.Is(err, introspect.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 		if reason == "invalid token" {
 			reason = "identity provider unavailable"
 		}
-		return unavailable(reason)
+		r = unavailable(reason)
+	} else {
+		r = badToken(reason)
 	}
-	return badToken(reason)
+	// The detail (the token's iss and the issuer expected, say) goes to the audit line only: the CONNACK reason
+	// string stays the fixed text, so a client learns nothing about the configuration from a refusal.
+	r.detail = truncateDetail(detail)
+	return r
 }
 
 // OnConnect authenticates the client and decides everything about the connection
@@ -209,6 +220,9 @@ func (h *Hook) refuse(cl *mqtt.Client, id *identity, r *refusal) error {
 		slog.String("remote", clientRemote(cl)),
 		slog.String("reason", r.reason),
 		slog.String("code", hexCode(code)),
+	}
+	if r.detail != "" {
+		attrs = append(attrs, slog.String("detail", r.detail))
 	}
 	if id != nil {
 		if id.subject.ID != "" {
@@ -464,4 +478,14 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// maxDetail bounds the detail of a refusal in the audit line; it may quote issuer-controlled text.
+const maxDetail = 512
+
+func truncateDetail(s string) string {
+	if len(s) <= maxDetail {
+		return s
+	}
+	return s[:maxDetail] + "…"
 }

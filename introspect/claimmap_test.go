@@ -1,8 +1,15 @@
 package introspect
 
 import (
+	"context"
+	"crypto/elliptic"
 	"errors"
+	"io"
+	"log/slog"
+	"net/http"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 )
 
@@ -56,4 +63,48 @@ func TestClaimMap(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNeverFetchedKeysSaySo checks that an issuer whose key set never loaded is reported as such, by Ready, by
+// Validate and in the log, rather than as "keeping the last good set".
+func TestNeverFetchedKeysSaySo(t *testing.T) {
+	k := newECKey(t, "k1", elliptic.P256(), "ES256")
+	srv := newIssuerServer(t, k)
+	srv.setJWKSStatus(http.StatusInternalServerError)
+	var logs strings.Builder
+	var mu sync.Mutex
+	v, err := NewJWT(context.Background(), JWTConfig{
+		Issuer: srv.issuer(),
+		Logger: slog.New(slog.NewTextHandler(&lockedWriter{mu: &mu, w: &logs}, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = v.Close() })
+	const want = "no key set has ever been fetched for " // followed by the issuer
+	if err := v.Ready(context.Background()); err == nil || !strings.Contains(err.Error(), want+srv.issuer()) {
+		t.Errorf("Ready: %v, want it to say %q", err, want)
+	}
+	_, err = v.Validate(context.Background(), signJOSE(t, k, "JWT", claimsFor(srv.issuer(), "t1")))
+	if reasonOf(t, err, ErrUnavailable) != ReasonNoKeys || !strings.Contains(err.Error(), want+srv.issuer()) {
+		t.Errorf("Validate: %v, want %q saying %q", err, ReasonNoKeys, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "no key set has ever been fetched for this issuer") ||
+		strings.Contains(logs.String(), "keeping the last good set") {
+		t.Errorf("log does not say that no key set was ever fetched:\n%s", logs.String())
+	}
+}
+
+// lockedWriter serialises writes from the background refresh and the test.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -84,7 +84,8 @@ func (k *keySet) lookup(ctx context.Context, kid string) (verificationKey, error
 	err := k.fetchForced(ctx)
 	snap := k.current.Load()
 	if snap == nil {
-		return verificationKey{}, unavailable(ReasonNoKeys, errors.Join(err, k.lastError()))
+		return verificationKey{}, unavailable(ReasonNoKeys, fmt.Errorf("no key set has ever been fetched for %s: %w",
+			k.cfg.issuer, errors.Join(err, k.lastError())))
 	}
 	if k.stale(snap) {
 		return verificationKey{}, unavailable(ReasonKeysStale, k.lastError())
@@ -139,8 +140,14 @@ func (k *keySet) do(ctx context.Context, gate func() error) error {
 		k.lastErr = err
 		k.mu.Unlock()
 		if err != nil {
-			k.cfg.log.Warn("introspect: key set fetch failed; keeping the last good set", "issuer", k.cfg.issuer,
-				"err", err)
+			// Say what is in force: a set fetched earlier, or none at all (tokens of this issuer get 0x88).
+			if k.current.Load() == nil {
+				k.cfg.log.Warn("introspect: key set fetch failed; no key set has ever been fetched for this issuer",
+					"issuer", k.cfg.issuer, "err", err)
+			} else {
+				k.cfg.log.Warn("introspect: key set fetch failed; keeping the last good set", "issuer", k.cfg.issuer,
+					"err", err)
+			}
 		}
 		return nil, err
 	})
@@ -225,7 +232,8 @@ func (k *keySet) run(ctx context.Context) {
 func (k *keySet) ready() error {
 	snap := k.current.Load()
 	if snap == nil {
-		return unavailable(ReasonNoKeys, k.lastError())
+		return unavailable(ReasonNoKeys, fmt.Errorf("no key set has ever been fetched for %s: %w", k.cfg.issuer,
+			k.lastError()))
 	}
 	if k.stale(snap) {
 		age := k.cfg.now().Sub(snap.fetched).Round(time.Second)

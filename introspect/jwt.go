@@ -247,7 +247,7 @@ func (v *JWTValidator) validateParsed(ctx context.Context, jws *compactJWS) (*To
 		return nil, err
 	}
 	if iss, _ := jws.claims["iss"].(string); iss != v.issuer {
-		return nil, invalid(ReasonIssuerMismatch, fmt.Errorf("iss %q", truncate(iss, 128)))
+		return nil, issuerMismatch(iss, v.issuer)
 	}
 	key, err := v.key(ctx, alg, jws.kid)
 	if err != nil {
@@ -331,7 +331,8 @@ func checkTimes(t *Token, now time.Time, leeway time.Duration) error {
 	return nil
 }
 
-// checkAudience requires one of want in aud, when want is set.
+// checkAudience requires one of want in aud, when want is set. The refusal names both, so an operator sees which
+// audience the identity provider put in its tokens.
 func checkAudience(aud, want []string) error {
 	if len(want) == 0 {
 		return nil
@@ -341,7 +342,16 @@ func checkAudience(aud, want []string) error {
 			return nil
 		}
 	}
-	return invalid(ReasonAudienceMismatch, nil)
+	shown := make([]string, 0, min(len(aud), 8))
+	for _, a := range aud[:min(len(aud), 8)] {
+		shown = append(shown, truncate(a, 128))
+	}
+	return invalid(ReasonAudienceMismatch, fmt.Errorf("token aud %q, expected one of %q", shown, want))
+}
+
+// issuerMismatch names the token's iss ("" when absent) and the issuer expected.
+func issuerMismatch(iss, want string) error {
+	return invalid(ReasonIssuerMismatch, fmt.Errorf("token iss %q, expected %q", truncate(iss, 128), want))
 }
 
 // positiveOr returns v when it is positive, else def: zero and negative sizes and durations mean "the default".

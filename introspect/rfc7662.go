@@ -278,7 +278,7 @@ func (in *Introspector) checkAnswer(claims map[string]any) (*Token, error) {
 		return nil, err
 	}
 	if in.cfg.CheckIssuer && t.Issuer != in.cfg.Issuer {
-		return nil, invalid(ReasonIssuerMismatch, fmt.Errorf("iss %q", truncate(t.Issuer, 128)))
+		return nil, issuerMismatch(t.Issuer, in.cfg.Issuer)
 	}
 	if err := checkAudience(t.Audience, in.cfg.Audience); err != nil {
 		return nil, err
