@@ -255,14 +255,11 @@ func Check(cfg Config) (string, error) {
 		}
 		policy = p
 	}
-	mode := "jwt"
-	switch {
-	case cfg.IntrospectURL != "" && (cfg.Issuer != "" || cfg.JWKSURL != "" || cfg.JWKSFile != ""):
-		mode = "jwt + introspection"
-	case cfg.IntrospectURL != "" || (cfg.Issuer == "" && cfg.ClientID != ""):
-		mode = "introspection"
+	plan, err := cfg.plan()
+	if err != nil {
+		return "", err
 	}
-	return fmt.Sprintf("configuration valid: tokens by %s; %s", mode, policy.Summary()), nil
+	return fmt.Sprintf("configuration valid: tokens: %s; %s", plan, policy.Summary()), nil
 }
 
 // Addr returns the bound address of a listener: "tcp", "tls", "ws", "wss" or

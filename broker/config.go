@@ -63,6 +63,9 @@ type Config struct {
 	CacheMaxTTL          time.Duration `yaml:"cache_max_ttl"`        // longest a validation is reused (default 5m; never past exp)
 	NegativeTTL          time.Duration `yaml:"negative_ttl"`         // how long a rejected token stays rejected (default 10s)
 
+	// Introspect is the introspection mode: always, opaque-only, never, or auto (also ""); see plan.
+	Introspect string `yaml:"introspect"`
+
 	// Claims map: where the token's scopes and thing id are found (claim paths with dots, e.g. realm_access.roles).
 	ScopeClaims  []string `yaml:"scope_claims"`   // claims holding scopes or roles (default scope and scp)
 	ThingIDClaim string   `yaml:"thing_id_claim"` // claim naming the thing (default subname, else sub)
@@ -260,11 +263,13 @@ func (c *Config) validator(ctx context.Context) (hooks.TokenValidator, func(cont
 		}
 		return c.Validator, ready, nil
 	}
+	plan, err := c.plan()
+	if err != nil {
+		return nil, nil, err
+	}
 	var jv *introspect.JWTValidator
 	var iv *introspect.Introspector
-	var err error
-	if c.JWKSURL != "" || c.JWKSFile != "" || (c.Issuer != "" && c.IntrospectURL == "" && c.ClientID == "") ||
-		(c.Issuer != "" && c.IntrospectURL != "") {
+	if plan.jwt {
 		jv, err = introspect.NewJWT(ctx, introspect.JWTConfig{
 			Issuer:     c.Issuer,
 			JWKSURL:    c.JWKSURL,
@@ -279,7 +284,7 @@ func (c *Config) validator(ctx context.Context) (hooks.TokenValidator, func(cont
 			return nil, nil, fmt.Errorf("jwt validation: %w", err)
 		}
 	}
-	if c.IntrospectURL != "" || (jv == nil && c.ClientID != "") {
+	if plan.introspect {
 		iv, err = introspect.NewIntrospection(ctx, introspect.IntrospectionConfig{
 			Endpoint:     c.IntrospectURL,
 			Issuer:       c.Issuer,
@@ -297,6 +302,7 @@ func (c *Config) validator(ctx context.Context) (hooks.TokenValidator, func(cont
 			return nil, nil, fmt.Errorf("introspection: %w", err)
 		}
 	}
+	c.Logger.Info("token validation", "plan", plan.String())
 	var v introspect.Validator
 	switch {
 	case jv != nil && iv != nil:

@@ -38,7 +38,8 @@ type IntrospectionConfig struct {
 	AuthMethod string
 	// TokenTypeHint is sent as token_type_hint (default "access_token"); "none" sends no hint.
 	TokenTypeHint string
-	// CheckIssuer requires the answer's iss to equal Issuer.
+	// CheckIssuer requires the answer's iss, when present, to equal Issuer; an answer without iss is taken as
+	// Issuer's, since the endpoint was configured or discovered for it.
 	CheckIssuer bool
 	// Audience, when set, requires the answer's aud to contain one of these values.
 	Audience []string
@@ -71,6 +72,7 @@ type Introspector struct {
 
 	mu       sync.Mutex
 	endpoint string
+	lastErr  error // why the endpoint is not known, while it is not
 }
 
 // NewIntrospection checks cfg and, when no Endpoint is configured, discovers it. A failed discovery is logged, not
@@ -144,8 +146,10 @@ func (in *Introspector) Close() error {
 
 // Ready reports whether the endpoint is known. It sends no request: the endpoint's health shows in the answers.
 func (in *Introspector) Ready(context.Context) error {
-	if in.Endpoint() == "" {
-		return unavailable(ReasonNoEndpoint, nil)
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.endpoint == "" {
+		return unavailable(ReasonNoEndpoint, in.lastErr)
 	}
 	return nil
 }
@@ -159,15 +163,17 @@ func (in *Introspector) resolveEndpoint(ctx context.Context) (string, error) {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.Timeout)
 		defer cancel()
 		md, err := discover(dctx, in.client, in.cfg.Issuer, in.cfg.DiscoveryURL)
-		if err != nil {
-			return "", err
-		}
-		if md.IntrospectionEndpoint == "" {
-			return "", fmt.Errorf("introspect discovery of %s: no introspection_endpoint", in.cfg.Issuer)
+		if err == nil && md.IntrospectionEndpoint == "" {
+			err = fmt.Errorf("introspect discovery of %s: the document names no introspection_endpoint; "+
+				"configure introspect_url", in.cfg.Issuer)
 		}
 		in.mu.Lock()
-		in.endpoint = md.IntrospectionEndpoint
-		in.mu.Unlock()
+		defer in.mu.Unlock()
+		if err != nil {
+			in.lastErr = err
+			return "", err
+		}
+		in.endpoint, in.lastErr = md.IntrospectionEndpoint, nil
 		return md.IntrospectionEndpoint, nil
 	})
 	select {
@@ -277,8 +283,18 @@ func (in *Introspector) checkAnswer(claims map[string]any) (*Token, error) {
 	if err := checkTimes(t, in.cfg.Now(), in.cfg.Leeway); err != nil {
 		return nil, err
 	}
-	if in.cfg.CheckIssuer && t.Issuer != in.cfg.Issuer {
-		return nil, issuerMismatch(t.Issuer, in.cfg.Issuer)
+	if in.cfg.CheckIssuer {
+		switch t.Issuer {
+		case in.cfg.Issuer:
+		case "":
+			// RFC 7662 makes iss optional (Ory Hydra and Glewlwyd leave it out). The endpoint was configured or
+			// discovered for this issuer, so its answer speaks for it: the principal gets that issuer, and a
+			// different iss is still refused below.
+			t.Issuer = in.cfg.Issuer
+			t.Principal.Issuer = in.cfg.Issuer
+		default:
+			return nil, issuerMismatch(t.Issuer, in.cfg.Issuer)
+		}
 	}
 	if err := checkAudience(t.Audience, in.cfg.Audience); err != nil {
 		return nil, err

@@ -56,6 +56,7 @@ func serveFlags(fs *flag.FlagSet, cfg *broker.Config, o *serveOptions) {
 	fs.StringVar(&cfg.JWKSFile, "jwks-file", cfg.JWKSFile, "local JWKS file, instead of discovery (needs --issuer)")
 	fs.Var((*listFlag)(&cfg.Audience), "audience", "accepted token audience (repeatable); unset: aud is not checked")
 	fs.StringVar(&cfg.IntrospectURL, "introspect-url", cfg.IntrospectURL, "RFC 7662 introspection endpoint")
+	fs.StringVar(&cfg.Introspect, "introspect", cfg.Introspect, "introspection mode: always, opaque-only, never or auto (default)")
 	fs.StringVar(&cfg.ClientID, "client-id", cfg.ClientID, "the broker's OAuth2 client id, for introspection")
 	fs.StringVar(&cfg.ClientSecret, "client-secret", cfg.ClientSecret, "the broker's client secret (prefer IMB_CLIENT_SECRET or --client-secret-file)")
 	fs.StringVar(&cfg.ClientSecretFile, "client-secret-file", cfg.ClientSecretFile, "file holding the broker's client secret (e.g. a systemd credential)")
