@@ -259,6 +259,12 @@ func Check(cfg Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if plan.introspect {
+		// The key, certificate or token files must load now, not at the first CONNECT.
+		if err := cfg.introspectCredentials(&introspect.IntrospectionConfig{}); err != nil {
+			return "", err
+		}
+	}
 	return fmt.Sprintf("configuration valid: tokens: %s; %s", plan, policy.Summary()), nil
 }
 

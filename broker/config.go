@@ -65,6 +65,12 @@ type Config struct {
 
 	// Introspect is the introspection mode: always, opaque-only, never, or auto (also ""); see plan.
 	Introspect string `yaml:"introspect"`
+	// Credentials of the introspection client beyond client_id/client_secret, by introspect_auth_method.
+	IntrospectClientKey       string `yaml:"introspect_client_key"`        // private_key_jwt: PEM private key file
+	IntrospectClientKeyID     string `yaml:"introspect_client_key_id"`     // private_key_jwt: kid of that key
+	IntrospectClientCert      string `yaml:"introspect_client_cert"`       // tls_client_auth: PEM certificate chain file
+	IntrospectClientCertKey   string `yaml:"introspect_client_cert_key"`   // tls_client_auth: PEM key file of the certificate
+	IntrospectBearerTokenFile string `yaml:"introspect_bearer_token_file"` // bearer: file holding the token
 
 	// Claims map: where the token's scopes and thing id are found (claim paths with dots, e.g. realm_access.roles).
 	ScopeClaims  []string `yaml:"scope_claims"`   // claims holding scopes or roles (default scope and scp)
@@ -225,7 +231,8 @@ func (c *Config) fill() error {
 	if (c.JWKSURL != "" || c.JWKSFile != "") && c.Issuer == "" {
 		return errors.New("jwks_url and jwks_file need issuer: the iss claim is checked against it")
 	}
-	if c.IntrospectURL != "" && c.ClientID == "" {
+	if c.IntrospectURL != "" && c.ClientID == "" && c.IntrospectAuthMethod != introspect.AuthBearer &&
+		c.IntrospectAuthMethod != introspect.AuthNone {
 		return errors.New("introspect_url needs client_id (and client_secret): the broker authenticates to the endpoint")
 	}
 	return nil
@@ -285,7 +292,7 @@ func (c *Config) validator(ctx context.Context) (hooks.TokenValidator, func(cont
 		}
 	}
 	if plan.introspect {
-		iv, err = introspect.NewIntrospection(ctx, introspect.IntrospectionConfig{
+		ic := introspect.IntrospectionConfig{
 			Endpoint:     c.IntrospectURL,
 			Issuer:       c.Issuer,
 			CheckIssuer:  c.Issuer != "",
@@ -297,7 +304,11 @@ func (c *Config) validator(ctx context.Context) (hooks.TokenValidator, func(cont
 			Timeout:      c.ValidateTimeout,
 			MaxConns:     c.IntrospectMaxConns,
 			Logger:       c.Logger.With("component", "introspect"),
-		})
+		}
+		if err := c.introspectCredentials(&ic); err != nil {
+			return nil, nil, err
+		}
+		iv, err = introspect.NewIntrospection(ctx, ic)
 		if err != nil {
 			return nil, nil, fmt.Errorf("introspection: %w", err)
 		}

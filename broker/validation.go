@@ -1,8 +1,13 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
+
+	"imb/introspect"
 )
 
 // Introspection modes, the values of the introspect configuration key.
@@ -92,4 +97,38 @@ func (p validationPlan) String() string {
 		configured = "auto, resolved to " + p.mode
 	}
 	return s + " (introspect: " + configured + ")"
+}
+
+// introspectCredentials loads the files the introspection client authentication method needs.
+func (c *Config) introspectCredentials(ic *introspect.IntrospectionConfig) error {
+	switch c.IntrospectAuthMethod {
+	case introspect.AuthPrivateKeyJWT:
+		if c.IntrospectClientKey == "" {
+			return errors.New("introspect_auth_method private_key_jwt needs introspect_client_key (a PEM private key file)")
+		}
+		key, err := introspect.LoadClientKey(c.IntrospectClientKey)
+		if err != nil {
+			return fmt.Errorf("introspect_client_key: %w", err)
+		}
+		ic.ClientKey, ic.ClientKeyID = key, c.IntrospectClientKeyID
+	case introspect.AuthTLSClientAuth:
+		if c.IntrospectClientCert == "" || c.IntrospectClientCertKey == "" {
+			return errors.New("introspect_auth_method tls_client_auth needs introspect_client_cert and introspect_client_cert_key")
+		}
+		cert, err := tls.LoadX509KeyPair(c.IntrospectClientCert, c.IntrospectClientCertKey)
+		if err != nil {
+			return fmt.Errorf("introspect_client_cert: %w", err)
+		}
+		ic.ClientCertificate = &cert
+	case introspect.AuthBearer:
+		if c.IntrospectBearerTokenFile == "" {
+			return errors.New("introspect_auth_method bearer needs introspect_bearer_token_file")
+		}
+		b, err := os.ReadFile(c.IntrospectBearerTokenFile)
+		if err != nil {
+			return fmt.Errorf("introspect_bearer_token_file: %w", err)
+		}
+		ic.BearerToken = strings.TrimRight(string(b), "\r\n")
+	}
+	return nil
 }

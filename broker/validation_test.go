@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -192,6 +194,45 @@ func TestReadyzSaysWhyTokensCannotBeValidated(t *testing.T) {
 			code, body := get(t, "http://"+b.Addr("admin")+"/readyz")
 			if code != http.StatusServiceUnavailable || !strings.Contains(body, tt.want) {
 				t.Errorf("/readyz %d %q, want 503 saying %q", code, body, tt.want)
+			}
+		})
+	}
+}
+
+// TestIntrospectCredentialsChecked checks that Check loads the credentials the authentication method needs.
+func TestIntrospectCredentialsChecked(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "bearer")
+	if err := os.WriteFile(tokenFile, []byte("tok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := Config{Issuer: "https://idp.example", IntrospectURL: "https://idp.example/introspect"}
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		want string // "" when valid
+	}{
+		{"bearer needs no client_id", func(c *Config) { c.IntrospectAuthMethod, c.IntrospectBearerTokenFile = "bearer", tokenFile }, ""},
+		{"none needs no client_id", func(c *Config) { c.IntrospectAuthMethod = "none" }, ""},
+		{"bearer without token file", func(c *Config) { c.IntrospectAuthMethod = "bearer" }, "needs introspect_bearer_token_file"},
+		{"bearer token file missing", func(c *Config) {
+			c.IntrospectAuthMethod, c.IntrospectBearerTokenFile = "bearer", filepath.Join(dir, "absent")
+		}, "introspect_bearer_token_file: open"},
+		{"private_key_jwt without key", func(c *Config) { c.IntrospectAuthMethod, c.ClientID = "private_key_jwt", "b" }, "needs introspect_client_key"},
+		{"private_key_jwt key not PEM", func(c *Config) {
+			c.IntrospectAuthMethod, c.ClientID, c.IntrospectClientKey = "private_key_jwt", "b", tokenFile
+		}, "no PEM block"},
+		{"tls_client_auth without certificate", func(c *Config) { c.IntrospectAuthMethod, c.ClientID = "tls_client_auth", "b" }, "needs introspect_client_cert"},
+		{"basic without client_id", func(c *Config) {}, "introspect_url needs client_id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := base
+			cfg.Policy = mustPolicy(t)
+			tt.mod(&cfg)
+			_, err := Check(cfg)
+			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Errorf("Check: %v, want %q", err, tt.want)
 			}
 		})
 	}

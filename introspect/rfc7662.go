@@ -2,8 +2,11 @@ package introspect
 
 import (
 	"context"
+	"crypto"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -34,8 +37,16 @@ type IntrospectionConfig struct {
 	// ClientID and ClientSecret are the broker's own credentials. With AM the client needs the scope
 	// am-introspect-all-tokens to introspect tokens issued to other clients.
 	ClientID, ClientSecret string
-	// AuthMethod is AuthClientSecretBasic (default) or AuthClientSecretPost.
+	// AuthMethod is AuthClientSecretBasic (default), AuthClientSecretPost, AuthPrivateKeyJWT, AuthTLSClientAuth,
+	// AuthBearer or AuthNone. ClientID is required except for AuthBearer and AuthNone.
 	AuthMethod string
+	// ClientKey signs the client assertions of AuthPrivateKeyJWT (see LoadClientKey); ClientKeyID is their kid.
+	ClientKey   crypto.Signer
+	ClientKeyID string
+	// ClientCertificate is presented in the TLS handshake with AuthTLSClientAuth (RFC 8705).
+	ClientCertificate *tls.Certificate
+	// BearerToken is sent as "Authorization: Bearer" with AuthBearer.
+	BearerToken string
 	// TokenTypeHint is sent as token_type_hint (default "access_token"); "none" sends no hint.
 	TokenTypeHint string
 	// CheckIssuer requires the answer's iss, when present, to equal Issuer; an answer without iss is taken as
@@ -70,6 +81,8 @@ type Introspector struct {
 	client *http.Client
 	flight singleflight.Group
 
+	key *clientKey // private_key_jwt only
+
 	mu       sync.Mutex
 	endpoint string
 	lastErr  error // why the endpoint is not known, while it is not
@@ -78,9 +91,6 @@ type Introspector struct {
 // NewIntrospection checks cfg and, when no Endpoint is configured, discovers it. A failed discovery is logged, not
 // returned: Validate retries it (one request in flight) and answers ErrUnavailable meanwhile, and Ready reports it.
 func NewIntrospection(ctx context.Context, cfg IntrospectionConfig) (*Introspector, error) {
-	if cfg.ClientID == "" {
-		return nil, errors.New("introspect rfc7662: ClientID is required")
-	}
 	if cfg.Endpoint == "" && cfg.Issuer == "" {
 		return nil, errors.New("introspect rfc7662: Endpoint or Issuer is required")
 	}
@@ -98,13 +108,6 @@ func NewIntrospection(ctx context.Context, cfg IntrospectionConfig) (*Introspect
 			}
 		}
 	}
-	switch cfg.AuthMethod {
-	case "":
-		cfg.AuthMethod = AuthClientSecretBasic
-	case AuthClientSecretBasic, AuthClientSecretPost:
-	default:
-		return nil, fmt.Errorf("introspect rfc7662: unsupported AuthMethod %q", cfg.AuthMethod)
-	}
 	if cfg.TokenTypeHint == "" {
 		cfg.TokenTypeHint = "access_token"
 	}
@@ -119,8 +122,12 @@ func NewIntrospection(ctx context.Context, cfg IntrospectionConfig) (*Introspect
 	}
 	cfg.Audience = slices.Clone(cfg.Audience)
 	in := &Introspector{cfg: cfg, client: cfg.HTTPClient, endpoint: cfg.Endpoint}
+	if err := in.checkClientAuth(); err != nil {
+		return nil, err
+	}
 	if in.client == nil {
 		in.client = newHTTPClient(cfg.Timeout, cfg.MaxConns)
+		withClientCertificate(in.client, cfg.ClientCertificate)
 	}
 	if in.endpoint == "" {
 		if _, err := in.resolveEndpoint(ctx); err != nil {
@@ -213,22 +220,21 @@ func (in *Introspector) post(ctx context.Context, endpoint, token string) (map[s
 	if in.cfg.TokenTypeHint != "none" {
 		form.Set("token_type_hint", in.cfg.TokenTypeHint)
 	}
-	if in.cfg.AuthMethod == AuthClientSecretPost {
-		form.Set("client_id", in.cfg.ClientID)
-		form.Set("client_secret", in.cfg.ClientSecret)
-	}
 	rctx, cancel := context.WithTimeout(ctx, in.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, endpoint, nil)
 	if err != nil {
 		return nil, unavailable(ReasonUpstreamNetwork, fmt.Errorf("introspect %s: %w", endpoint, err))
 	}
+	if err := in.authenticate(req, form, endpoint); err != nil {
+		return nil, unavailable(ReasonUpstreamAuth, err)
+	}
+	encoded := form.Encode()
+	req.Body = io.NopCloser(strings.NewReader(encoded))
+	req.ContentLength = int64(len(encoded))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(encoded)), nil }
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	if in.cfg.AuthMethod == AuthClientSecretBasic {
-		// RFC 6749 §2.3.1: id and secret are form-encoded before they go into the Basic credentials.
-		req.SetBasicAuth(url.QueryEscape(in.cfg.ClientID), url.QueryEscape(in.cfg.ClientSecret))
-	}
 	resp, err := in.client.Do(req)
 	if err != nil {
 		return nil, unavailable(ReasonUpstreamNetwork, fmt.Errorf("introspect %s: %w", endpoint, scrubURLError(err)))
