@@ -67,7 +67,7 @@ func TestIntrospectionClientAuthMethods(t *testing.T) {
 			}
 			var c struct {
 				Iss, Sub, Aud, Jti string
-				Exp, Iat          int64
+				Exp, Iat           int64
 			}
 			if json.Unmarshal(payload, &c) != nil || c.Iss != "broker" || c.Sub != "broker" || c.Aud != issuer ||
 				c.Jti == "" || c.Exp <= time.Now().Unix() || c.Exp-c.Iat > 300 {
