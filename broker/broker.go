@@ -41,6 +41,8 @@ type Broker struct {
 	admin    *adminServer
 	addrs    map[string]string
 	ready    func(ctx context.Context) error
+	jwt      *introspect.JWTValidator // nil without local JWT validation
+	cache    *introspect.Cache        // nil without a cache
 
 	mu      sync.Mutex
 	closed  bool
@@ -79,6 +81,8 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b.ready = ready
+	b.jwt = cfg.jwt
+	b.cache, _ = validator.(*introspect.Cache)
 	b.server = mqtt.New(&mqtt.Options{
 		Capabilities:           cfg.capabilities(),
 		Logger:                 cfg.Logger.With("component", "mqtt"),
@@ -288,6 +292,23 @@ func (b *Broker) Ready(ctx context.Context) error {
 		return nil
 	}
 	return b.ready(ctx)
+}
+
+// ReloadKeys fetches the issuer's key set now (SIGHUP): a key added is known at once, a key removed is no longer
+// trusted, and cached validations are dropped so that no session opens on the strength of a removed key.
+func (b *Broker) ReloadKeys(ctx context.Context) error {
+	if b.jwt == nil {
+		return nil
+	}
+	if err := b.jwt.Refresh(ctx); err != nil {
+		b.log.Error("key set reload failed; the keys in force stay", "error", err)
+		return fmt.Errorf("reload keys: %w", err)
+	}
+	if b.cache != nil {
+		b.cache.Purge()
+	}
+	b.log.Info("key set reloaded")
+	return nil
 }
 
 // ReloadPolicy reads the policy file again; an invalid file leaves the policy in

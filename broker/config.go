@@ -63,6 +63,10 @@ type Config struct {
 	CacheMaxTTL          time.Duration `yaml:"cache_max_ttl"`        // longest a validation is reused (default 5m; never past exp)
 	NegativeTTL          time.Duration `yaml:"negative_ttl"`         // how long a rejected token stays rejected (default 10s)
 
+	// Key set maintenance of local JWT validation.
+	JWKSRefreshInterval       time.Duration `yaml:"jwks_refresh_interval"`         // default 5m: a removed key is dropped then
+	JWKSUnknownKidMinInterval time.Duration `yaml:"jwks_unknown_kid_min_interval"` // default 5s between fetches an unknown kid forces
+
 	// Introspect is the introspection mode: always, opaque-only, never, or auto (also ""); see plan.
 	Introspect string `yaml:"introspect"`
 	// Credentials of the introspection client beyond client_id/client_secret, by introspect_auth_method.
@@ -98,6 +102,9 @@ type Config struct {
 	Audit  *slog.Logger `yaml:"-"`
 	// Validator replaces the validators built from the fields above (tests, load test).
 	Validator hooks.TokenValidator `yaml:"-"`
+	// jwt is the local JWT validator validator built, if any: SIGHUP reloads its keys.
+	jwt *introspect.JWTValidator
+
 	// AllowAll runs the bare mochi broker with an allow-all hook and the same
 	// capabilities: the baseline the load test measures imb against. It refuses any
 	// listener that is not on a loopback address. Never a deployment setting.
@@ -286,7 +293,11 @@ func (c *Config) validator(ctx context.Context) (hooks.TokenValidator, func(cont
 			Types:      c.TokenTypes,
 			Claims:     c.claimMap(),
 			Logger:     c.Logger.With("component", "jwks"),
+
+			RefreshInterval:    c.JWKSRefreshInterval,
+			MinRefetchInterval: c.JWKSUnknownKidMinInterval,
 		})
+		c.jwt = jv
 		if err != nil {
 			return nil, nil, fmt.Errorf("jwt validation: %w", err)
 		}

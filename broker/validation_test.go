@@ -237,3 +237,37 @@ func TestIntrospectCredentialsChecked(t *testing.T) {
 		})
 	}
 }
+
+// TestReloadKeys checks what SIGHUP does to keys: a key the issuer removed is no longer trusted, not even for a
+// token validated (and cached) before, and a key it added is known without waiting for a refresh.
+func TestReloadKeys(t *testing.T) {
+	b, iss := startBroker(t, func(c *Config) {
+		c.IntrospectURL, c.ClientID, c.ClientSecret = "", "", ""
+		c.JWKSRefreshInterval, c.JWKSUnknownKidMinInterval = time.Hour, time.Hour
+	})
+	claims := issuer.Claims{"sub": "t1", "scope": "publish"}
+	old := iss.Mint(claims, time.Hour)
+	if code := connectCode(t, b, old); code != 0 {
+		t.Fatalf("token of the first key refused with 0x%02x", code)
+	}
+	if err := iss.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	iss.DropOldKeys()
+	if code := connectCode(t, b, old); code != 0 {
+		t.Fatalf("cached token refused with 0x%02x before the reload", code)
+	}
+	if err := b.ReloadKeys(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if code := connectCode(t, b, old); code != 0x86 {
+		t.Errorf("token of the removed key after the reload: 0x%02x, want 0x86", code)
+	}
+	fetches := iss.JWKSCalls()
+	if code := connectCode(t, b, iss.Mint(claims, time.Hour)); code != 0 {
+		t.Errorf("token of the added key after the reload: 0x%02x, want success", code)
+	}
+	if iss.JWKSCalls() != fetches {
+		t.Error("the added key was fetched again: the reload should have brought it")
+	}
+}

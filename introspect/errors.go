@@ -94,6 +94,7 @@ const (
 	ReasonKidMalformed     = "malformed kid"
 	ReasonKidUnknown       = "unknown kid"
 	ReasonKidUnverifiable  = "kid unknown and the key set cannot be fetched"
+	ReasonKidRateLimited   = "kid unknown and the key set was fetched moments ago; retry"
 
 	// Key fit and signature.
 	ReasonKeyAlgMismatch   = "key does not fit alg"

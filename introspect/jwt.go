@@ -53,9 +53,11 @@ type JWTConfig struct {
 	MaxTokenBytes, MaxHeaderBytes int
 	// Claims says which claims hold the scopes and the thing id (zero value: the defaults).
 	Claims ClaimMap
-	// RefreshInterval is how often keys are re-fetched (default DefaultRefreshInterval).
+	// RefreshInterval is how often keys are re-fetched (default DefaultRefreshInterval); a removed key is dropped
+	// at the next refresh.
 	RefreshInterval time.Duration
-	// MinRefetchInterval rate-limits fetches forced by an unknown kid (default DefaultMinRefetchInterval).
+	// MinRefetchInterval rate-limits fetches forced by an unknown kid (default DefaultMinRefetchInterval); a failed
+	// fetch does not count. While it holds, an unknown kid is ErrUnavailable (retry), not ErrInvalidToken.
 	MinRefetchInterval time.Duration
 	// MaxStaleness is how long the last good key set stays in use when refreshes fail (default
 	// DefaultMaxStaleness); after that validation answers ErrUnavailable.
@@ -225,6 +227,15 @@ func (v *JWTValidator) Ready(context.Context) error {
 		return nil
 	}
 	return v.keys.ready()
+}
+
+// Refresh fetches the key set now (SIGHUP): a key the issuer added is known, one it removed is gone. It joins a
+// fetch already in flight and does not count against the unknown-kid rate limit.
+func (v *JWTValidator) Refresh(ctx context.Context) error {
+	if v.hmacOnly() {
+		return nil
+	}
+	return v.keys.refresh(ctx)
 }
 
 // KeyFetches counts key set fetch attempts (discovery plus JWKS, or file reads) since start.

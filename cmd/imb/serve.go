@@ -102,7 +102,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// serveUntilSignal reloads the policy on SIGHUP and returns after a graceful
+// serveUntilSignal reloads the policy and the issuer's keys on SIGHUP and returns after a graceful
 // shutdown on SIGINT or SIGTERM.
 func serveUntilSignal(ctx context.Context, b *broker.Broker, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
@@ -112,6 +112,7 @@ func serveUntilSignal(ctx context.Context, b *broker.Broker, log *slog.Logger) {
 		select {
 		case <-hup:
 			_ = b.ReloadPolicy()
+			_ = b.ReloadKeys(ctx)
 		case <-ctx.Done():
 			log.Info("shutting down")
 			done := make(chan struct{})
