@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"imb/internal/claimpath"
 )
 
 // maxExpansions bounds the filters one rule topic may expand to through array
@@ -220,7 +222,7 @@ func placeholderValues(lv tmplLevel, s *Subject, firstLevel bool) ([]string, str
 	case levelClientID:
 		vals = []string{s.ClientID}
 	case levelClaim:
-		c, ok := s.Claims[lv.text]
+		c, ok := claimpath.Lookup(s.Claims, lv.text)
 		if !ok {
 			return nil, fmt.Sprintf("claim %q is missing", lv.text)
 		}

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -336,5 +337,61 @@ func TestWideGateway(t *testing.T) {
 	}
 	if g.actions[Publish].root.lits[0].next.byLit == nil {
 		t.Error("the wide node has no map; the test does not exercise it")
+	}
+}
+
+// TestNestedClaims fills placeholders and checks conditions through dotted claim paths, the way Keycloak and
+// Cognito nest what a policy needs.
+func TestNestedClaims(t *testing.T) {
+	pol := mustParse(t, `rules:
+  - {name: by-role, effect: allow, actions: [publish], topics: ["r/{claim.realm_access.roles}"]}
+  - {name: by-client-role, effect: allow, actions: [publish], topics: ["cr/{claim.resource_access.mqtt-broker.roles}"]}
+  - {name: by-group, effect: allow, actions: [publish], topics: ["g/{claim.cognito:groups}"]}
+  - {name: nested-cond, effect: allow, actions: [publish], topics: [n], claims: {realm_access.roles: gateway}}
+`)
+	claims := map[string]any{
+		"realm_access":    map[string]any{"roles": []any{"gateway", "reader"}},
+		"resource_access": map[string]any{"mqtt-broker": map[string]any{"roles": []any{"line-1"}}},
+		"cognito:groups":  []any{"plant-a"},
+	}
+	tests := []struct {
+		topic  string
+		claims map[string]any
+		rule   string // "" when refused
+	}{
+		{"r/reader", claims, "by-role"},
+		{"r/admin", claims, ""},
+		{"cr/line-1", claims, "by-client-role"},
+		{"g/plant-a", claims, "by-group"},
+		{"n", claims, "nested-cond"},
+		{"n", map[string]any{"realm_access": map[string]any{"roles": []any{"reader"}}}, ""},
+		{"n", map[string]any{"realm_access": "gateway"}, ""},
+		{"n", map[string]any{"realm_access.roles": "gateway"}, "nested-cond"}, // a flat claim of that name wins
+	}
+	for _, tt := range tests {
+		d := pol.Compile(Subject{ID: "t", ClientID: "t", Claims: tt.claims}).Allow(Publish, tt.topic, 0, false)
+		name := ""
+		if d.Rule != nil {
+			name = d.Rule.Name
+		}
+		if d.Allowed != (tt.rule != "") || name != tt.rule {
+			t.Errorf("%s with %v: allowed %v by %q (%s), want %q", tt.topic, tt.claims, d.Allowed, name, d.Reason, tt.rule)
+		}
+	}
+}
+
+func TestClaimPaths(t *testing.T) {
+	pol := mustParse(t, `rules:
+  - {effect: allow, actions: [publish], topics: ["r/{claim.realm_access.roles}/{claim.site}"], claims: {site: [a, b], type: gw}}
+  - {effect: allow, actions: [publish], topics: ["x/{sub}"]}
+  - {effect: deny, actions: [publish], topics: ["z/{claim.cognito:groups}"]}
+anonymous:
+  - {effect: allow, actions: [publish], topics: ["p/{client_id}"]}
+`)
+	if got, want := pol.Rules()[0].ClaimPaths(), []string{"realm_access.roles", "site", "type"}; !slices.Equal(got, want) {
+		t.Errorf("rule claim paths %q, want %q", got, want)
+	}
+	if got, want := pol.ClaimPaths(), []string{"cognito:groups", "realm_access.roles", "site", "type"}; !slices.Equal(got, want) {
+		t.Errorf("policy claim paths %q, want %q", got, want)
 	}
 }

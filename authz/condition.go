@@ -3,6 +3,8 @@ package authz
 import (
 	"strconv"
 	"strings"
+
+	"imb/internal/claimpath"
 )
 
 // condKind is the JSON type a claim condition value compares with.
@@ -104,7 +106,7 @@ func (r *Rule) applies(s *Subject) bool {
 		}
 	}
 	for i := range r.claims {
-		c, ok := s.Claims[r.claims[i].name]
+		c, ok := claimpath.Lookup(s.Claims, r.claims[i].name)
 		if !ok || !r.claims[i].matches(c) {
 			return false
 		}

@@ -47,8 +47,10 @@ func TestParseErrors(t *testing.T) {
 		{"unbalanced brace", "rules:\n  - effect: allow\n    actions: [publish]\n    topics:\n      - things/{sub/state\n", []string{
 			`p.yaml:5:16: topic "things/{sub/state": a placeholder must fill a whole topic level, like things/{sub}/state ('{' and '}' are not allowed otherwise)`}},
 		{"empty claim name", "rules:\n  - effect: allow\n    actions: [publish]\n    topics: [\"x/{claim.}\"]\n", []string{`p.yaml:4:18: topic "x/{claim.}": empty claim name`}},
-		{"nested claim name", "rules:\n  - effect: allow\n    actions: [publish]\n    topics: [\"x/{claim.a.b}\"]\n", []string{
-			`p.yaml:4:18: topic "x/{claim.a.b}": claim name "a.b" contains '.': nested claims are not supported`}},
+		{"claim path with an empty step", "rules:\n  - effect: allow\n    actions: [publish]\n    topics: [\"x/{claim.a..b}\"]\n", []string{
+			`p.yaml:4:18: topic "x/{claim.a..b}": claim path "a..b" has an empty step: write NAME or NAME.MEMBER`}},
+		{"claim path ending in a dot", rule0 + "    claims: {\"a.\": c}\n", []string{
+			`p.yaml:5:14: claim path "a." has an empty step: write NAME or NAME.MEMBER`}},
 		{"shared topic in a rule", "rules:\n  - effect: allow\n    actions: [subscribe]\n    topics: [\"$SHARE/g/a\"]\n", []string{
 			`p.yaml:4:14: topic "$SHARE/g/a": a rule topic cannot be a shared subscription; write the inner filter and restrict groups with share_groups`}},
 		{"topic twice", "rules:\n  - effect: allow\n    actions: [publish]\n    topics: [a, a]\n", []string{`p.yaml:4:17: topic "a" listed twice`}},
@@ -78,7 +80,7 @@ func TestParseErrors(t *testing.T) {
 		{"scope twice", rule0 + "    scopes: [a, a]\n", []string{`p.yaml:5:17: "a" listed twice in scopes`}},
 		{"scope with space", rule0 + "    scopes: [\"a b\"]\n", []string{`p.yaml:5:14: invalid entry "a b" in scopes`}},
 		{"claim value a map", rule0 + "    claims: {a: {b: c}}\n", []string{"p.yaml:5:17: claim a: a condition value must be a string, number or boolean"}},
-		{"claim bad name", rule0 + "    claims: {\"a b\": c}\n", []string{`p.yaml:5:14: claim name "a b" may contain only letters, digits, '_', '-' and ':'`}},
+		{"claim bad name", rule0 + "    claims: {\"a b\": c}\n", []string{`p.yaml:5:14: claim name "a b" may contain only letters, digits, '_', '-', ':' and '.'`}},
 		{"alias", "x: &a [1]\nrules: *a\n", []string{
 			`p.yaml:1:1: unknown key "x" in the policy (known: version, rules, anonymous)`,
 			"p.yaml:2:8: YAML aliases are not supported in a policy"}},

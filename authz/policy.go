@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 )
 
@@ -123,4 +124,41 @@ func countEffects(rules []*Rule) (allow, deny int) {
 		}
 	}
 	return allow, deny
+}
+
+// ClaimPaths returns the claim paths the rule reads, in its {claim.PATH} placeholders and its claims conditions,
+// each once, in the order written.
+func (r *Rule) ClaimPaths() []string {
+	var out []string
+	add := func(p string) {
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	for _, t := range r.templates {
+		for _, lv := range t.levels {
+			if lv.kind == levelClaim {
+				add(lv.text)
+			}
+		}
+	}
+	for _, c := range r.claims {
+		add(c.name)
+	}
+	return out
+}
+
+// ClaimPaths returns the claim paths any rule of the token section reads, sorted: the claims whose values the
+// broker records at connect, so an audit line shows what the decisions were made of.
+func (p *Policy) ClaimPaths() []string {
+	var out []string
+	for _, r := range p.rules {
+		for _, c := range r.ClaimPaths() {
+			if !slices.Contains(out, c) {
+				out = append(out, c)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }

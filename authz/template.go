@@ -118,7 +118,8 @@ func placeholderLevel(name string) (tmplLevel, *templateError) {
 	return tmplLevel{}, &templateError{0, fmt.Sprintf("unknown placeholder {%s} (known: {sub}, {client_id}, {claim.NAME})", name)}
 }
 
-// checkClaimName returns why name cannot name a claim, or "".
+// checkClaimName returns why name cannot name a claim, or "". Dots separate the steps of a path into nested
+// objects (claimpath.Lookup).
 func checkClaimName(name string) string {
 	if name == "" {
 		return "empty claim name"
@@ -128,9 +129,12 @@ func checkClaimName(name string) string {
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-', c == ':':
 		case c == '.':
-			return fmt.Sprintf("claim name %q contains '.': nested claims are not supported", name)
+			// A dot descends into a JSON object (realm_access.roles); an empty step names nothing.
+			if i == 0 || i == len(name)-1 || name[i-1] == '.' {
+				return fmt.Sprintf("claim path %q has an empty step: write NAME or NAME.MEMBER", name)
+			}
 		default:
-			return fmt.Sprintf("claim name %q may contain only letters, digits, '_', '-' and ':'", name)
+			return fmt.Sprintf("claim name %q may contain only letters, digits, '_', '-', ':' and '.'", name)
 		}
 	}
 	return ""

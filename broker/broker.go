@@ -43,6 +43,8 @@ type Broker struct {
 	addrs    map[string]string
 	bound    map[string]net.Listener // sockets bound by bind, until listen hands them over
 	ready    func(ctx context.Context) error
+	jwt      *introspect.JWTValidator // nil without local JWT validation
+	cache    *introspect.Cache        // nil without a cache
 
 	mu      sync.Mutex
 	closed  bool
@@ -99,6 +101,8 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 	}
 	b.ready = ready
 	b.denials = newDenialRing(recentDenials)
+	b.jwt = cfg.jwt
+	b.cache, _ = validator.(*introspect.Cache)
 	b.server = mqtt.New(&mqtt.Options{
 		Capabilities:           cfg.capabilities(),
 		Logger:                 mochiLogger(cfg.Logger),
@@ -339,14 +343,17 @@ func Check(cfg Config) (string, error) {
 		}
 		policy = p
 	}
-	mode := "jwt"
-	switch {
-	case cfg.IntrospectURL != "" && (cfg.Issuer != "" || cfg.JWKSURL != "" || cfg.JWKSFile != ""):
-		mode = "jwt + introspection"
-	case cfg.IntrospectURL != "" || (cfg.Issuer == "" && cfg.ClientID != ""):
-		mode = "introspection"
+	plan, err := cfg.plan()
+	if err != nil {
+		return "", err
 	}
-	return fmt.Sprintf("configuration valid: tokens by %s; %s", mode, policy.Summary()), nil
+	if plan.introspect {
+		// The key, certificate or token files must load now, not at the first CONNECT.
+		if err := cfg.introspectCredentials(&introspect.IntrospectionConfig{}); err != nil {
+			return "", err
+		}
+	}
+	return fmt.Sprintf("configuration valid: tokens: %s; %s", plan, policy.Summary()), nil
 }
 
 // Addr returns the bound address of a listener: "tcp", "tls", "ws", "wss" or
@@ -369,6 +376,23 @@ func (b *Broker) Ready(ctx context.Context) error {
 		return nil
 	}
 	return b.ready(ctx)
+}
+
+// ReloadKeys fetches the issuer's key set now (SIGHUP): a key added is known at once, a key removed is no longer
+// trusted, and cached validations are dropped so that no session opens on the strength of a removed key.
+func (b *Broker) ReloadKeys(ctx context.Context) error {
+	if b.jwt == nil {
+		return nil
+	}
+	if err := b.jwt.Refresh(ctx); err != nil {
+		b.log.Error("key set reload failed; the keys in force stay", "error", err)
+		return fmt.Errorf("reload keys: %w", err)
+	}
+	if b.cache != nil {
+		b.cache.Purge()
+	}
+	b.log.Info("key set reloaded")
+	return nil
 }
 
 // ReloadPolicy reads the policy file again; an invalid file leaves the policy in

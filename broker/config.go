@@ -64,6 +64,23 @@ type Config struct {
 	CacheMaxTTL          time.Duration `yaml:"cache_max_ttl"`        // longest a validation is reused (default 5m; never past exp)
 	NegativeTTL          time.Duration `yaml:"negative_ttl"`         // how long a rejected token stays rejected (default 10s)
 
+	// Key set maintenance of local JWT validation.
+	JWKSRefreshInterval       time.Duration `yaml:"jwks_refresh_interval"`         // default 5m: a removed key is dropped then
+	JWKSUnknownKidMinInterval time.Duration `yaml:"jwks_unknown_kid_min_interval"` // default 5s between fetches an unknown kid forces
+
+	// Introspect is the introspection mode: always, opaque-only, never, or auto (also ""); see plan.
+	Introspect string `yaml:"introspect"`
+	// Credentials of the introspection client beyond client_id/client_secret, by introspect_auth_method.
+	IntrospectClientKey       string `yaml:"introspect_client_key"`        // private_key_jwt: PEM private key file
+	IntrospectClientKeyID     string `yaml:"introspect_client_key_id"`     // private_key_jwt: kid of that key
+	IntrospectClientCert      string `yaml:"introspect_client_cert"`       // tls_client_auth: PEM certificate chain file
+	IntrospectClientCertKey   string `yaml:"introspect_client_cert_key"`   // tls_client_auth: PEM key file of the certificate
+	IntrospectBearerTokenFile string `yaml:"introspect_bearer_token_file"` // bearer: file holding the token
+
+	// Claims map: where the token's scopes and thing id are found (claim paths with dots, e.g. realm_access.roles).
+	ScopeClaims  []string `yaml:"scope_claims"`   // claims holding scopes or roles (default scope and scp)
+	ThingIDClaim string   `yaml:"thing_id_claim"` // claim naming the thing (default subname, else sub)
+
 	// Identity binding and sessions.
 	ClientIDBinding  []string      `yaml:"client_id_binding"` // default ["{sub}"]
 	RequireUsername  bool          `yaml:"require_username"`  // username must equal the thing id
@@ -106,6 +123,9 @@ type Config struct {
 	Audit  *slog.Logger `yaml:"-"`
 	// Validator replaces the validators built from the fields above (tests, load test).
 	Validator hooks.TokenValidator `yaml:"-"`
+	// jwt is the local JWT validator validator built, if any: SIGHUP reloads its keys.
+	jwt *introspect.JWTValidator
+
 	// AllowAll runs the bare mochi broker with an allow-all hook and the same
 	// capabilities: the baseline the load test measures imb against. It refuses any
 	// listener that is not on a loopback address. Never a deployment setting.
@@ -275,7 +295,8 @@ func (c *Config) fill() error {
 	if (c.JWKSURL != "" || c.JWKSFile != "") && c.Issuer == "" {
 		return errors.New("jwks_url and jwks_file need issuer: the iss claim is checked against it")
 	}
-	if c.IntrospectURL != "" && c.ClientID == "" {
+	if c.IntrospectURL != "" && c.ClientID == "" && c.IntrospectAuthMethod != introspect.AuthBearer &&
+		c.IntrospectAuthMethod != introspect.AuthNone {
 		return errors.New("introspect_url needs client_id (and client_secret): the broker authenticates to the endpoint")
 	}
 	return nil
@@ -327,11 +348,13 @@ func (c *Config) validator(ctx context.Context) (hooks.TokenValidator, func(cont
 		}
 		return c.Validator, ready, nil
 	}
+	plan, err := c.plan()
+	if err != nil {
+		return nil, nil, err
+	}
 	var jv *introspect.JWTValidator
 	var iv *introspect.Introspector
-	var err error
-	if c.JWKSURL != "" || c.JWKSFile != "" || (c.Issuer != "" && c.IntrospectURL == "" && c.ClientID == "") ||
-		(c.Issuer != "" && c.IntrospectURL != "") {
+	if plan.jwt {
 		jv, err = introspect.NewJWT(ctx, introspect.JWTConfig{
 			Issuer:     c.Issuer,
 			JWKSURL:    c.JWKSURL,
@@ -339,14 +362,19 @@ func (c *Config) validator(ctx context.Context) (hooks.TokenValidator, func(cont
 			Audience:   c.Audience,
 			Algorithms: c.Algorithms,
 			Types:      c.TokenTypes,
+			Claims:     c.claimMap(),
 			Logger:     c.Logger.With("component", "jwks"),
+
+			RefreshInterval:    c.JWKSRefreshInterval,
+			MinRefetchInterval: c.JWKSUnknownKidMinInterval,
 		})
+		c.jwt = jv
 		if err != nil {
 			return nil, nil, fmt.Errorf("jwt validation: %w", err)
 		}
 	}
-	if c.IntrospectURL != "" || (jv == nil && c.ClientID != "") {
-		iv, err = introspect.NewIntrospection(ctx, introspect.IntrospectionConfig{
+	if plan.introspect {
+		ic := introspect.IntrospectionConfig{
 			Endpoint:     c.IntrospectURL,
 			Issuer:       c.Issuer,
 			CheckIssuer:  c.Issuer != "",
@@ -354,6 +382,7 @@ func (c *Config) validator(ctx context.Context) (hooks.TokenValidator, func(cont
 			ClientSecret: c.ClientSecret,
 			AuthMethod:   c.IntrospectAuthMethod,
 			Audience:     c.Audience,
+			Claims:       c.claimMap(),
 			Timeout:      c.ValidateTimeout,
 			MaxConns:     c.IntrospectMaxConns,
 			Limits: introspect.UpstreamLimits{
@@ -361,11 +390,16 @@ func (c *Config) validator(ctx context.Context) (hooks.TokenValidator, func(cont
 				PerSourceRate: c.UpstreamValidationRate,
 			},
 			Logger: c.Logger.With("component", "introspect"),
-		})
+		}
+		if err := c.introspectCredentials(&ic); err != nil {
+			return nil, nil, err
+		}
+		iv, err = introspect.NewIntrospection(ctx, ic)
 		if err != nil {
 			return nil, nil, fmt.Errorf("introspection: %w", err)
 		}
 	}
+	c.Logger.Info("token validation", "plan", plan.String())
 	var v introspect.Validator
 	switch {
 	case jv != nil && iv != nil:
@@ -395,6 +429,11 @@ func (c *Config) validator(ctx context.Context) (hooks.TokenValidator, func(cont
 		NegativeTTL: c.NegativeTTL,
 	})
 	return cache, ready, nil
+}
+
+// claimMap is where the configuration says scopes and the thing id are found.
+func (c *Config) claimMap() introspect.ClaimMap {
+	return introspect.ClaimMap{Scopes: c.ScopeClaims, ThingID: c.ThingIDClaim}
 }
 
 // uncached adapts a bare validator to the hook: every validation goes upstream.

@@ -13,6 +13,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"imb/authz"
+	"imb/internal/claimpath"
 	"imb/introspect"
 )
 
@@ -22,6 +23,7 @@ type refusal struct {
 	v5, v3 byte
 	label  string // metrics label
 	reason string
+	detail string // for the audit line only: what exactly was wrong (never the token)
 }
 
 func badToken(reason string) *refusal {
@@ -51,20 +53,30 @@ func badAuthMethod(reason string) *refusal {
 // cannot answer is 0x88 (fail closed), anything else about the token is 0x86.
 func refusalFor(err error) *refusal {
 	reason := "invalid token"
+	detail := ""
 	var ie *introspect.Error
 	if errors.As(err, &ie) && ie.Reason != "" {
 		reason = ie.Reason
+		if ie.Err != nil {
+			detail = ie.Err.Error()
+		}
 	}
-	if errors.Is(err, introspect.ErrBusy) {
-		return rateExceeded(reason)
-	}
-	if errors.Is(err, introspect.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+	var r *refusal
+	switch {
+	case errors.Is(err, introspect.ErrBusy):
+		r = rateExceeded(reason)
+	case errors.Is(err, introspect.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded):
 		if reason == "invalid token" {
 			reason = "identity provider unavailable"
 		}
-		return unavailable(reason)
+		r = unavailable(reason)
+	default:
+		r = badToken(reason)
 	}
-	return badToken(reason)
+	// The detail (the token's iss and the issuer expected, say) goes to the audit line only: the CONNACK reason
+	// string stays the fixed text, so a client learns nothing about the configuration from a refusal.
+	r.detail = truncateDetail(detail)
+	return r
 }
 
 // OnConnect authenticates the client and decides everything about the connection
@@ -235,6 +247,9 @@ func (h *Hook) refuse(cl *mqtt.Client, id *identity, r *refusal) error {
 		slog.String("reason", r.reason),
 		slog.String("code", hexCode(code)),
 	}
+	if r.detail != "" {
+		attrs = append(attrs, slog.String("detail", r.detail))
+	}
 	if id != nil {
 		if id.subject.ID != "" {
 			attrs = append(attrs, slog.String("thing_id", id.subject.ID))
@@ -317,6 +332,14 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	}
 	if !id.expiry.IsZero() {
 		attrs = append(attrs, slog.Time("expires", id.expiry))
+	}
+	if !id.subject.Anonymous {
+		// What the policy decides by, so a refused publish can be explained from the log: the scopes as the
+		// claims map read them, and the value of every claim a rule reads. Never the token itself.
+		attrs = append(attrs, slog.Any("scopes", nonNil(id.subject.Scopes)))
+		if used := usedClaims(h.policy.Load(), id.subject.Claims); len(used) > 0 {
+			attrs = append(attrs, slog.Any("claims", used))
+		}
 	}
 	h.audit.Info("connect", attrs...)
 }
@@ -476,4 +499,36 @@ func (h *Hook) finishOld(existing *mqtt.Client) {
 	case <-e.Ended():
 	case <-time.After(2 * time.Second):
 	}
+}
+
+// usedClaims returns the values of the claims the policy's rules read that the token carries, by path.
+func usedClaims(pol *authz.Policy, claims map[string]any) map[string]any {
+	var out map[string]any
+	for _, p := range pol.ClaimPaths() {
+		if v, ok := claimpath.Lookup(claims, p); ok {
+			if out == nil {
+				out = map[string]any{}
+			}
+			out[p] = v
+		}
+	}
+	return out
+}
+
+// nonNil makes an absent list log as [] rather than null.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// maxDetail bounds the detail of a refusal in the audit line; it may quote issuer-controlled text.
+const maxDetail = 512
+
+func truncateDetail(s string) string {
+	if len(s) <= maxDetail {
+		return s
+	}
+	return s[:maxDetail] + "…"
 }

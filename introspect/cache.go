@@ -115,6 +115,9 @@ func (c *Cache) Revalidate(ctx context.Context, token string) (*Token, error) {
 	return c.load(ctx, tokenKey(token), token)
 }
 
+// Purge drops every entry: after the key set was reloaded, no token is accepted on the strength of a removed key.
+func (c *Cache) Purge() { c.entries.Purge() }
+
 // Forget drops the entry for token, if any.
 func (c *Cache) Forget(token string) {
 	c.entries.Remove(tokenKey(token))

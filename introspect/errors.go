@@ -97,6 +97,7 @@ const (
 	ReasonKidMalformed     = "malformed kid"
 	ReasonKidUnknown       = "unknown kid"
 	ReasonKidUnverifiable  = "kid unknown and the key set cannot be fetched"
+	ReasonKidRateLimited   = "kid unknown and the key set was fetched moments ago; retry"
 
 	// Key fit and signature.
 	ReasonKeyAlgMismatch   = "key does not fit alg"
@@ -113,6 +114,7 @@ const (
 	ReasonIssuedInFuture   = "issued in the future (iat)"
 	ReasonClaimType        = "claim has wrong type"
 	ReasonSubMissing       = "missing sub"
+	ReasonThingIDMissing   = "missing the configured thing id claim"
 	ReasonNotAccessToken   = "not an access token (tokenName)"
 	ReasonNotAccessType    = "not an access token (token_type)"
 

@@ -22,8 +22,11 @@ import (
 
 // Defaults for key set maintenance.
 const (
-	DefaultRefreshInterval    = 15 * time.Minute
-	DefaultMinRefetchInterval = 30 * time.Second
+	// DefaultRefreshInterval is how often the key set is fetched again: a key the issuer removed is dropped then.
+	DefaultRefreshInterval = 5 * time.Minute
+	// DefaultMinRefetchInterval spaces the fetches an unknown kid forces: short enough that a second rotation soon
+	// after the first is seen at once, long enough that a flood of forged kids costs one request per interval.
+	DefaultMinRefetchInterval = 5 * time.Second
 	DefaultMaxStaleness       = 24 * time.Hour
 	minRetryInterval          = time.Second
 )
@@ -38,6 +41,9 @@ type verificationKey struct {
 type keySnapshot struct {
 	keys    map[string]verificationKey
 	fetched time.Time
+	// changed says the fetch brought a different set of kids than the snapshot before it (or the first set): the
+	// issuer is rotating, so an unknown kid soon after may be its next key rather than a forgery.
+	changed bool
 }
 
 // keySetConfig says where keys come from and how often they may be fetched.
@@ -82,23 +88,76 @@ func (k *keySet) lookup(ctx context.Context, kid string) (verificationKey, error
 		}
 	}
 	err := k.fetchForced(ctx)
+	if errors.Is(err, errRefetchLimited) {
+		err = k.awaitRefetch(ctx, kid)
+	}
 	snap := k.current.Load()
 	if snap == nil {
-		return verificationKey{}, unavailable(ReasonNoKeys, errors.Join(err, k.lastError()))
+		return verificationKey{}, unavailable(ReasonNoKeys, fmt.Errorf("no key set has ever been fetched for %s: %w",
+			k.cfg.issuer, errors.Join(err, k.lastError())))
 	}
 	if k.stale(snap) {
 		return verificationKey{}, unavailable(ReasonKeysStale, k.lastError())
 	}
 	key, ok := snap.keys[kid]
 	if !ok {
-		// An unknown kid is a verdict only when the key set could be asked: a provider
-		// that rotated its key and is then unreachable is an outage, not a forgery.
-		if last := k.lastError(); (err != nil && !errors.Is(err, errRefetchLimited)) || (errors.Is(err, errRefetchLimited) && last != nil) {
-			return verificationKey{}, unavailable(ReasonKidUnverifiable, errors.Join(err, last))
+		// An unknown kid is a verdict only when the key set was just asked: a provider that rotated its key and
+		// is then unreachable is an outage, not a forgery, and a kid seen while the refetch is rate-limited may
+		// be a key rotated in since the last fetch, so the thing is told to retry (0x88) rather than that its
+		// good token is bad.
+		switch {
+		case errors.Is(err, errRefetchLimited):
+			return verificationKey{}, unavailable(ReasonKidRateLimited, errors.Join(err, k.lastError()))
+		case err != nil:
+			return verificationKey{}, unavailable(ReasonKidUnverifiable, errors.Join(err, k.lastError()))
 		}
 		return verificationKey{}, invalid(ReasonKidUnknown, nil)
 	}
 	return key, nil
+}
+
+// awaitRefetch handles an unknown kid met while forced fetches are rate-limited. When the last fetch brought the
+// same kids as before, the issuer is not rotating and the set in hand is the verdict (0x86): a flood of forged
+// kids costs one fetch per window and gets its answer at once. When the last fetch changed the set, the issuer is
+// rotating, and answering from that set would tell a thing whose issuer rotated a second time within minRefetch
+// that its good token is bad; so the lookup waits for the window to open (never past ctx) and fetches then, every
+// waiter sharing that one fetch. A ctx that ends first is ErrUnavailable (0x88, retry), never ErrInvalidToken.
+func (k *keySet) awaitRefetch(ctx context.Context, kid string) error {
+	if snap := k.current.Load(); snap != nil && !k.stale(snap) {
+		if _, ok := snap.keys[kid]; ok || !snap.changed { // found meanwhile, or a verdict from a steady set
+			return nil
+		}
+	}
+	k.mu.Lock()
+	wait := k.lastForced.Add(k.cfg.minRefetch).Sub(k.cfg.now())
+	k.mu.Unlock()
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return errRefetchLimited
+		case <-t.C:
+		}
+	}
+	err := k.fetchForced(ctx)
+	if errors.Is(err, errRefetchLimited) {
+		return nil // another waiter fetched after this one started waiting
+	}
+	return err
+}
+
+// sameKids reports whether keys names exactly the kids of snap.
+func sameKids(snap *keySnapshot, keys map[string]verificationKey) bool {
+	if snap == nil || len(snap.keys) != len(keys) {
+		return false
+	}
+	for kid := range keys {
+		if _, ok := snap.keys[kid]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // stale reports a snapshot older than maxStale.
@@ -106,28 +165,38 @@ func (k *keySet) stale(snap *keySnapshot) bool {
 	return k.cfg.now().Sub(snap.fetched) > k.cfg.maxStale
 }
 
-// fetchForced fetches the key set unless a forced fetch ran within minRefetch; it joins a fetch already in flight.
+// fetchForced fetches the key set unless a forced fetch succeeded within minRefetch; it joins a fetch already in
+// flight. A failed fetch does not use up the interval (the next unknown kid may try again), but failed fetches are
+// themselves spaced by minRetryInterval, so forged kids during an outage cost at most one request a second.
 func (k *keySet) fetchForced(ctx context.Context) error {
-	return k.do(ctx, func() error {
+	gate := func() error {
 		k.mu.Lock()
+		defer k.mu.Unlock()
 		if !k.lastForced.IsZero() && k.cfg.now().Sub(k.lastForced) < k.cfg.minRefetch {
-			k.mu.Unlock()
 			return errRefetchLimited
 		}
 		k.lastForced = k.cfg.now()
-		k.mu.Unlock()
 		return nil
-	})
+	}
+	failed := func() {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		if k.cfg.minRefetch > minRetryInterval {
+			k.lastForced = k.cfg.now().Add(minRetryInterval - k.cfg.minRefetch)
+		}
+	}
+	return k.do(ctx, gate, failed)
 }
 
-// refresh fetches the key set now (periodic refresh and start-up); it joins a fetch already in flight.
+// refresh fetches the key set now (periodic refresh, start-up, SIGHUP); it joins a fetch already in flight.
 func (k *keySet) refresh(ctx context.Context) error {
-	return k.do(ctx, func() error { return nil })
+	return k.do(ctx, func() error { return nil }, func() {})
 }
 
-// do runs one single-flight fetch after gate allows it. The fetch runs under its own timeout, detached from the
-// cancellation of whichever caller started it, so one impatient caller cannot fail the others waiting on it.
-func (k *keySet) do(ctx context.Context, gate func() error) error {
+// do runs one single-flight fetch after gate allows it, and calls failed when the fetch fails. The fetch runs
+// under its own timeout, detached from the cancellation of whichever caller started it, so one impatient caller
+// cannot fail the others waiting on it.
+func (k *keySet) do(ctx context.Context, gate func() error, failed func()) error {
 	ch := k.flight.DoChan("fetch", func() (any, error) {
 		if err := gate(); err != nil {
 			return nil, err
@@ -135,12 +204,21 @@ func (k *keySet) do(ctx context.Context, gate func() error) error {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.cfg.fetchTimeout)
 		defer cancel()
 		err := k.fetch(fctx)
+		if err != nil {
+			failed()
+		}
 		k.mu.Lock()
 		k.lastErr = err
 		k.mu.Unlock()
 		if err != nil {
-			k.cfg.log.Warn("introspect: key set fetch failed; keeping the last good set", "issuer", k.cfg.issuer,
-				"err", err)
+			// Say what is in force: a set fetched earlier, or none at all (tokens of this issuer get 0x88).
+			if k.current.Load() == nil {
+				k.cfg.log.Warn("introspect: key set fetch failed; no key set has ever been fetched for this issuer",
+					"issuer", k.cfg.issuer, "err", err)
+			} else {
+				k.cfg.log.Warn("introspect: key set fetch failed; keeping the last good set", "issuer", k.cfg.issuer,
+					"err", err)
+			}
 		}
 		return nil, err
 	})
@@ -163,7 +241,7 @@ func (k *keySet) fetch(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("introspect key set of %s: %w", k.cfg.issuer, err)
 	}
-	k.current.Store(&keySnapshot{keys: keys, fetched: k.cfg.now()})
+	k.current.Store(&keySnapshot{keys: keys, fetched: k.cfg.now(), changed: !sameKids(k.current.Load(), keys)})
 	return nil
 }
 
@@ -225,7 +303,8 @@ func (k *keySet) run(ctx context.Context) {
 func (k *keySet) ready() error {
 	snap := k.current.Load()
 	if snap == nil {
-		return unavailable(ReasonNoKeys, k.lastError())
+		return unavailable(ReasonNoKeys, fmt.Errorf("no key set has ever been fetched for %s: %w", k.cfg.issuer,
+			k.lastError()))
 	}
 	if k.stale(snap) {
 		age := k.cfg.now().Sub(snap.fetched).Round(time.Second)

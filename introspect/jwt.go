@@ -51,9 +51,13 @@ type JWTConfig struct {
 	// MaxTokenBytes and MaxHeaderBytes cap sizes before any decoding (defaults DefaultMaxTokenBytes,
 	// DefaultMaxHeaderBytes).
 	MaxTokenBytes, MaxHeaderBytes int
-	// RefreshInterval is how often keys are re-fetched (default DefaultRefreshInterval).
+	// Claims says which claims hold the scopes and the thing id (zero value: the defaults).
+	Claims ClaimMap
+	// RefreshInterval is how often keys are re-fetched (default DefaultRefreshInterval); a removed key is dropped
+	// at the next refresh.
 	RefreshInterval time.Duration
-	// MinRefetchInterval rate-limits fetches forced by an unknown kid (default DefaultMinRefetchInterval).
+	// MinRefetchInterval rate-limits fetches forced by an unknown kid (default DefaultMinRefetchInterval); a failed
+	// fetch does not count. While it holds, an unknown kid is ErrUnavailable (retry), not ErrInvalidToken.
 	MinRefetchInterval time.Duration
 	// MaxStaleness is how long the last good key set stays in use when refreshes fail (default
 	// DefaultMaxStaleness); after that validation answers ErrUnavailable.
@@ -79,6 +83,7 @@ type JWTValidator struct {
 	maxToken     int
 	maxHeader    int
 	now          func() time.Time
+	claims       ClaimMap
 	keys         *keySet
 	stop         context.CancelFunc
 	stopped      sync.WaitGroup
@@ -101,6 +106,7 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWTValidator, error) {
 		maxToken:     cfg.MaxTokenBytes,
 		maxHeader:    cfg.MaxHeaderBytes,
 		now:          cfg.Now,
+		claims:       ClaimMap{Scopes: slices.Clone(cfg.Claims.Scopes), ThingID: cfg.Claims.ThingID},
 	}
 	for _, t := range cfg.Types {
 		v.types = append(v.types, normalizeTyp(t))
@@ -141,6 +147,9 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWTValidator, error) {
 func (cfg *JWTConfig) check() error {
 	if cfg.Issuer == "" {
 		return errors.New("introspect jwt: Issuer is required")
+	}
+	if err := cfg.Claims.check(); err != nil {
+		return err
 	}
 	for _, u := range []string{cfg.DiscoveryURL, cfg.JWKSURL} {
 		if u != "" {
@@ -220,6 +229,15 @@ func (v *JWTValidator) Ready(context.Context) error {
 	return v.keys.ready()
 }
 
+// Refresh fetches the key set now (SIGHUP): a key the issuer added is known, one it removed is gone. It joins a
+// fetch already in flight and does not count against the unknown-kid rate limit.
+func (v *JWTValidator) Refresh(ctx context.Context) error {
+	if v.hmacOnly() {
+		return nil
+	}
+	return v.keys.refresh(ctx)
+}
+
 // KeyFetches counts key set fetch attempts (discovery plus JWKS, or file reads) since start.
 func (v *JWTValidator) KeyFetches() uint64 { return v.keys.attempts.Load() }
 
@@ -240,7 +258,7 @@ func (v *JWTValidator) validateParsed(ctx context.Context, jws *compactJWS) (*To
 		return nil, err
 	}
 	if iss, _ := jws.claims["iss"].(string); iss != v.issuer {
-		return nil, invalid(ReasonIssuerMismatch, fmt.Errorf("iss %q", truncate(iss, 128)))
+		return nil, issuerMismatch(iss, v.issuer)
 	}
 	key, err := v.key(ctx, alg, jws.kid)
 	if err != nil {
@@ -291,7 +309,7 @@ func (v *JWTValidator) key(ctx context.Context, alg algorithm, kid string) (any,
 
 // checkClaims applies the time and audience rules and builds the Token.
 func (v *JWTValidator) checkClaims(claims map[string]any) (*Token, error) {
-	t, err := tokenFromClaims(claims, MethodJWT)
+	t, err := tokenFromClaims(claims, MethodJWT, v.claims)
 	if err != nil {
 		return nil, err
 	}
@@ -324,7 +342,8 @@ func checkTimes(t *Token, now time.Time, leeway time.Duration) error {
 	return nil
 }
 
-// checkAudience requires one of want in aud, when want is set.
+// checkAudience requires one of want in aud, when want is set. The refusal names both, so an operator sees which
+// audience the identity provider put in its tokens.
 func checkAudience(aud, want []string) error {
 	if len(want) == 0 {
 		return nil
@@ -334,7 +353,16 @@ func checkAudience(aud, want []string) error {
 			return nil
 		}
 	}
-	return invalid(ReasonAudienceMismatch, nil)
+	shown := make([]string, 0, min(len(aud), 8))
+	for _, a := range aud[:min(len(aud), 8)] {
+		shown = append(shown, truncate(a, 128))
+	}
+	return invalid(ReasonAudienceMismatch, fmt.Errorf("token aud %q, expected one of %q", shown, want))
+}
+
+// issuerMismatch names the token's iss ("" when absent) and the issuer expected.
+func issuerMismatch(iss, want string) error {
+	return invalid(ReasonIssuerMismatch, fmt.Errorf("token iss %q, expected %q", truncate(iss, 128), want))
 }
 
 // positiveOr returns v when it is positive, else def: zero and negative sizes and durations mean "the default".

@@ -174,7 +174,7 @@ func TestClaimNormalisation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tok, err := tokenFromClaims(tt.claims, MethodJWT)
+			tok, err := tokenFromClaims(tt.claims, MethodJWT, ClaimMap{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -277,7 +277,7 @@ func TestUnknownKidFlood(t *testing.T) {
 	k := newECKey(t, "real", elliptic.P256(), "ES256")
 	srv := newIssuerServer(t, k)
 	clock := newTestClock()
-	v := newTestJWT(t, JWTConfig{Issuer: srv.issuer(), Now: clock.Now}) // default 30 s rate limit
+	v := newTestJWT(t, JWTConfig{Issuer: srv.issuer(), Now: clock.Now}) // default rate limit
 	base, baseFetches := srv.jwksHits.Load(), v.KeyFetches()
 	const n = 200
 	var wg sync.WaitGroup
@@ -303,7 +303,7 @@ func TestUnknownKidFlood(t *testing.T) {
 		t.Errorf("KeyFetches counted %d fetches, want 1", got)
 	}
 	// Within the window, still nothing; after it, one more.
-	clock.Advance(29 * time.Second)
+	clock.Advance(DefaultMinRefetchInterval - time.Second)
 	forged := newECKey(t, "forged-late", elliptic.P256(), "ES256")
 	late := signJOSE(t, forged, "JWT", claimsFor(srv.issuer(), "x"))
 	v.Validate(t.Context(), late)
@@ -471,5 +471,49 @@ func TestRealmIssuer(t *testing.T) {
 	_, err := v.Validate(t.Context(), signJOSE(t, k, "JWT", claimsFor(srv.URL+"/am/oauth2", "thing-9")))
 	if r := reasonOf(t, err, ErrInvalidToken); r != ReasonIssuerMismatch {
 		t.Errorf("reason %q", r)
+	}
+}
+
+// TestRotationsWithinTheRefetchWindow checks that a second rotation soon after the first, or a rotation right after
+// a failed fetch, never refuses a freshly issued valid token: the lookup waits for the window and fetches.
+func TestRotationsWithinTheRefetchWindow(t *testing.T) {
+	k1 := newECKey(t, "k1", elliptic.P256(), "ES256")
+	k2 := newECKey(t, "k2", elliptic.P256(), "ES256")
+	k3 := newECKey(t, "k3", elliptic.P256(), "ES256")
+	k4 := newECKey(t, "k4", elliptic.P256(), "ES256")
+	srv := newIssuerServer(t, k1)
+	v := newTestJWT(t, JWTConfig{Issuer: srv.issuer(), MinRefetchInterval: 3 * time.Second})
+	for _, k := range []*testKey{k2, k3} {
+		srv.setKeys(t, k)
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		_, err := v.Validate(ctx, signJOSE(t, k, "JWT", claimsFor(srv.issuer(), "a")))
+		cancel()
+		if err != nil {
+			t.Fatalf("token of the rotated-in key %s: %v", k.kid, err)
+		}
+	}
+	// A failed fetch does not use up the window: once the issuer answers again, the next rotation is fetched
+	// after the short retry spacing, well before the 3 s window would have opened.
+	srv.setJWKSStatus(http.StatusInternalServerError)
+	time.Sleep(3 * time.Second) // let the window of the last successful fetch pass
+	_, err := v.Validate(t.Context(), signJOSE(t, k4, "JWT", claimsFor(srv.issuer(), "a")))
+	if r := reasonOf(t, err, ErrUnavailable); r != ReasonKidUnverifiable {
+		t.Fatalf("unknown kid while the key set cannot be fetched: reason %q", r)
+	}
+	srv.setJWKSStatus(http.StatusOK)
+	srv.setKeys(t, k4)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := v.Validate(ctx, signJOSE(t, k4, "JWT", claimsFor(srv.issuer(), "a"))); err != nil {
+		t.Fatalf("token of a key published after a failed fetch: %v", err)
+	}
+	// The removed keys are gone at the next refresh.
+	if err := v.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	short, cancelShort := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancelShort()
+	if _, err := v.Validate(short, signJOSE(t, k1, "JWT", claimsFor(srv.issuer(), "a"))); err == nil {
+		t.Fatal("token of a removed key accepted after a refresh")
 	}
 }

@@ -2,8 +2,11 @@ package introspect
 
 import (
 	"context"
+	"crypto"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -34,14 +37,25 @@ type IntrospectionConfig struct {
 	// ClientID and ClientSecret are the broker's own credentials. With AM the client needs the scope
 	// am-introspect-all-tokens to introspect tokens issued to other clients.
 	ClientID, ClientSecret string
-	// AuthMethod is AuthClientSecretBasic (default) or AuthClientSecretPost.
+	// AuthMethod is AuthClientSecretBasic (default), AuthClientSecretPost, AuthPrivateKeyJWT, AuthTLSClientAuth,
+	// AuthBearer or AuthNone. ClientID is required except for AuthBearer and AuthNone.
 	AuthMethod string
+	// ClientKey signs the client assertions of AuthPrivateKeyJWT (see LoadClientKey); ClientKeyID is their kid.
+	ClientKey   crypto.Signer
+	ClientKeyID string
+	// ClientCertificate is presented in the TLS handshake with AuthTLSClientAuth (RFC 8705).
+	ClientCertificate *tls.Certificate
+	// BearerToken is sent as "Authorization: Bearer" with AuthBearer.
+	BearerToken string
 	// TokenTypeHint is sent as token_type_hint (default "access_token"); "none" sends no hint.
 	TokenTypeHint string
-	// CheckIssuer requires the answer's iss to equal Issuer.
+	// CheckIssuer requires the answer's iss, when present, to equal Issuer; an answer without iss is taken as
+	// Issuer's, since the endpoint was configured or discovered for it.
 	CheckIssuer bool
 	// Audience, when set, requires the answer's aud to contain one of these values.
 	Audience []string
+	// Claims says which claims hold the scopes and the thing id (zero value: the defaults).
+	Claims ClaimMap
 	// Leeway is the clock skew tolerated on nbf and iat (0 means DefaultLeeway, negative means none); exp gets
 	// none.
 	Leeway time.Duration
@@ -70,19 +84,23 @@ type Introspector struct {
 	flight singleflight.Group
 	gate   *upstreamGate
 
+	key *clientKey // private_key_jwt only
+
 	mu       sync.Mutex
 	endpoint string
+	lastErr  error // why the endpoint is not known, while it is not
 }
 
 // NewIntrospection checks cfg and, when no Endpoint is configured, discovers it. A failed discovery is logged, not
 // returned: Validate retries it (one request in flight) and answers ErrUnavailable meanwhile, and Ready reports it.
 func NewIntrospection(ctx context.Context, cfg IntrospectionConfig) (*Introspector, error) {
-	if cfg.ClientID == "" {
-		return nil, errors.New("introspect rfc7662: ClientID is required")
-	}
 	if cfg.Endpoint == "" && cfg.Issuer == "" {
 		return nil, errors.New("introspect rfc7662: Endpoint or Issuer is required")
 	}
+	if err := cfg.Claims.check(); err != nil {
+		return nil, err
+	}
+	cfg.Claims.Scopes = slices.Clone(cfg.Claims.Scopes)
 	if cfg.CheckIssuer && cfg.Issuer == "" {
 		return nil, errors.New("introspect rfc7662: CheckIssuer needs Issuer")
 	}
@@ -92,13 +110,6 @@ func NewIntrospection(ctx context.Context, cfg IntrospectionConfig) (*Introspect
 				return nil, fmt.Errorf("introspect rfc7662: %w", err)
 			}
 		}
-	}
-	switch cfg.AuthMethod {
-	case "":
-		cfg.AuthMethod = AuthClientSecretBasic
-	case AuthClientSecretBasic, AuthClientSecretPost:
-	default:
-		return nil, fmt.Errorf("introspect rfc7662: unsupported AuthMethod %q", cfg.AuthMethod)
 	}
 	if cfg.TokenTypeHint == "" {
 		cfg.TokenTypeHint = "access_token"
@@ -114,8 +125,12 @@ func NewIntrospection(ctx context.Context, cfg IntrospectionConfig) (*Introspect
 	}
 	cfg.Audience = slices.Clone(cfg.Audience)
 	in := &Introspector{cfg: cfg, client: cfg.HTTPClient, endpoint: cfg.Endpoint, gate: newUpstreamGate(cfg.Limits, cfg.Now)}
+	if err := in.checkClientAuth(); err != nil {
+		return nil, err
+	}
 	if in.client == nil {
 		in.client = newHTTPClient(cfg.Timeout, cfg.MaxConns)
+		withClientCertificate(in.client, cfg.ClientCertificate)
 	}
 	if in.endpoint == "" {
 		if _, err := in.resolveEndpoint(ctx); err != nil {
@@ -141,8 +156,10 @@ func (in *Introspector) Close() error {
 
 // Ready reports whether the endpoint is known. It sends no request: the endpoint's health shows in the answers.
 func (in *Introspector) Ready(context.Context) error {
-	if in.Endpoint() == "" {
-		return unavailable(ReasonNoEndpoint, nil)
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.endpoint == "" {
+		return unavailable(ReasonNoEndpoint, in.lastErr)
 	}
 	return nil
 }
@@ -156,15 +173,17 @@ func (in *Introspector) resolveEndpoint(ctx context.Context) (string, error) {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.Timeout)
 		defer cancel()
 		md, err := discover(dctx, in.client, in.cfg.Issuer, in.cfg.DiscoveryURL)
-		if err != nil {
-			return "", err
-		}
-		if md.IntrospectionEndpoint == "" {
-			return "", fmt.Errorf("introspect discovery of %s: no introspection_endpoint", in.cfg.Issuer)
+		if err == nil && md.IntrospectionEndpoint == "" {
+			err = fmt.Errorf("introspect discovery of %s: the document names no introspection_endpoint; "+
+				"configure introspect_url", in.cfg.Issuer)
 		}
 		in.mu.Lock()
-		in.endpoint = md.IntrospectionEndpoint
-		in.mu.Unlock()
+		defer in.mu.Unlock()
+		if err != nil {
+			in.lastErr = err
+			return "", err
+		}
+		in.endpoint, in.lastErr = md.IntrospectionEndpoint, nil
 		return md.IntrospectionEndpoint, nil
 	})
 	select {
@@ -209,22 +228,21 @@ func (in *Introspector) post(ctx context.Context, endpoint, token string) (map[s
 	if in.cfg.TokenTypeHint != "none" {
 		form.Set("token_type_hint", in.cfg.TokenTypeHint)
 	}
-	if in.cfg.AuthMethod == AuthClientSecretPost {
-		form.Set("client_id", in.cfg.ClientID)
-		form.Set("client_secret", in.cfg.ClientSecret)
-	}
 	rctx, cancel := context.WithTimeout(ctx, in.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, endpoint, nil)
 	if err != nil {
 		return nil, unavailable(ReasonUpstreamNetwork, fmt.Errorf("introspect %s: %w", endpoint, err))
 	}
+	if err := in.authenticate(req, form, endpoint); err != nil {
+		return nil, unavailable(ReasonUpstreamAuth, err)
+	}
+	encoded := form.Encode()
+	req.Body = io.NopCloser(strings.NewReader(encoded))
+	req.ContentLength = int64(len(encoded))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(encoded)), nil }
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	if in.cfg.AuthMethod == AuthClientSecretBasic {
-		// RFC 6749 §2.3.1: id and secret are form-encoded before they go into the Basic credentials.
-		req.SetBasicAuth(url.QueryEscape(in.cfg.ClientID), url.QueryEscape(in.cfg.ClientSecret))
-	}
 	resp, err := in.client.Do(req)
 	if err != nil {
 		return nil, unavailable(ReasonUpstreamNetwork, fmt.Errorf("introspect %s: %w", endpoint, scrubURLError(err)))
@@ -269,7 +287,7 @@ func (in *Introspector) checkAnswer(claims map[string]any) (*Token, error) {
 	if !active {
 		return nil, invalid(ReasonInactive, nil)
 	}
-	t, err := tokenFromClaims(claims, MethodIntrospection)
+	t, err := tokenFromClaims(claims, MethodIntrospection, in.cfg.Claims)
 	if err != nil {
 		return nil, err
 	}
@@ -279,8 +297,18 @@ func (in *Introspector) checkAnswer(claims map[string]any) (*Token, error) {
 	if err := checkTimes(t, in.cfg.Now(), in.cfg.Leeway); err != nil {
 		return nil, err
 	}
-	if in.cfg.CheckIssuer && t.Issuer != in.cfg.Issuer {
-		return nil, invalid(ReasonIssuerMismatch, fmt.Errorf("iss %q", truncate(t.Issuer, 128)))
+	if in.cfg.CheckIssuer {
+		switch t.Issuer {
+		case in.cfg.Issuer:
+		case "":
+			// RFC 7662 makes iss optional (Ory Hydra and Glewlwyd leave it out). The endpoint was configured or
+			// discovered for this issuer, so its answer speaks for it: the principal gets that issuer, and a
+			// different iss is still refused below.
+			t.Issuer = in.cfg.Issuer
+			t.Principal.Issuer = in.cfg.Issuer
+		default:
+			return nil, issuerMismatch(t.Issuer, in.cfg.Issuer)
+		}
 	}
 	if err := checkAudience(t.Audience, in.cfg.Audience); err != nil {
 		return nil, err

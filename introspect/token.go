@@ -39,7 +39,7 @@ type Readier interface {
 // read-only.
 type Token struct {
 	Subject string // sub as issued, e.g. "(usr!thing-1)"
-	ThingID string // plain identity: subname, else the ID in "(usr!ID)" or "(age!ID)", else sub
+	ThingID string // plain identity: the ClaimMap's claim, else subname, else the ID in "(usr!ID)" or "(age!ID)", else sub
 	// Principal is who the token speaks for, whole. ThingID fills policy placeholders; it is not an identity, since
 	// "(usr!X)", "(age!X)" and X of another issuer all have the ThingID X.
 	Principal Principal
@@ -47,7 +47,7 @@ type Token struct {
 	Issuer    string
 	ID        string // jti
 	Audience  []string
-	Scopes    []string       // from a JSON array or a space-separated string
+	Scopes    []string       // by the ClaimMap (scope and scp by default), each a JSON array or a space-separated string
 	Claims    map[string]any // every claim, JSON-decoded: string, float64, bool, []any, map[string]any, nil
 	Expiry    time.Time      // zero only for an introspection answer without exp
 	IssuedAt  time.Time
@@ -134,7 +134,7 @@ func Fingerprint(token string) string {
 
 // tokenFromClaims builds a Token from decoded claims and checks the types of the claims it reads. Time checks
 // (exp, nbf, iat) are the caller's, since JWT and introspection treat a missing exp differently.
-func tokenFromClaims(claims map[string]any, method string) (*Token, error) {
+func tokenFromClaims(claims map[string]any, method string, cm ClaimMap) (*Token, error) {
 	t := &Token{Claims: claims, Method: method}
 	var err error
 	if t.Subject, err = stringClaim(claims, "sub"); err != nil {
@@ -159,16 +159,14 @@ func tokenFromClaims(claims map[string]any, method string) (*Token, error) {
 	if t.ID, err = stringClaim(claims, "jti"); err != nil {
 		return nil, err
 	}
-	subname, err := stringClaim(claims, "subname")
-	if err != nil {
+	if t.ThingID, err = cm.thingID(claims, t.Subject); err != nil {
 		return nil, err
 	}
-	t.ThingID = thingID(t.Subject, subname)
 	t.Principal = principal(t.Issuer, t.Subject, fromClient)
 	if t.Audience, err = audience(claims); err != nil {
 		return nil, err
 	}
-	if t.Scopes, err = scopes(claims); err != nil {
+	if t.Scopes, err = cm.scopes(claims); err != nil {
 		return nil, err
 	}
 	if t.ClientID, err = clientID(claims, t.Audience); err != nil {
@@ -266,36 +264,13 @@ func audience(claims map[string]any) ([]string, error) {
 	return stringOrArray(claims, "aud", func(s string) []string { return []string{s} })
 }
 
-// scopes accepts scope as a space-separated string (RFC 8693 §4.2, introspection, node-oidc-provider) or a JSON
-// array (AM's JWTs).
-func scopes(claims map[string]any) ([]string, error) {
-	return stringOrArray(claims, "scope", strings.Fields)
-}
-
 // stringOrArray reads a claim that is either a string (converted by fromString) or an array of strings.
 func stringOrArray(claims map[string]any, name string, fromString func(string) []string) ([]string, error) {
 	v, ok := claims[name]
 	if !ok || v == nil {
 		return nil, nil
 	}
-	switch v := v.(type) {
-	case string:
-		if v == "" {
-			return nil, nil
-		}
-		return fromString(v), nil
-	case []any:
-		out := make([]string, 0, len(v))
-		for _, e := range v {
-			s, ok := e.(string)
-			if !ok {
-				return nil, claimTypeError(name, "a string or an array of strings")
-			}
-			out = append(out, s)
-		}
-		return out, nil
-	}
-	return nil, claimTypeError(name, "a string or an array of strings")
+	return stringsOf(v, name, fromString)
 }
 
 // clientID takes the OAuth client from client_id (RFC 9068, RFC 7662), azp (OIDC) or cid (Okta); AM's tokens name

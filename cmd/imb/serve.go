@@ -55,6 +55,7 @@ func serveFlags(fs *flag.FlagSet, cfg *broker.Config, o *serveOptions) {
 	fs.Var((*audienceFlag)(&cfg.Audience), "audience", "accepted token audience: a client id whose tokens may connect (repeatable, or comma-separated)")
 	fs.BoolVar(&cfg.AudienceAny, "audience-any", cfg.AudienceAny, "with --issuer and no --audience: accept the issuer's tokens for any client (else imb serve refuses to start)")
 	fs.StringVar(&cfg.IntrospectURL, "introspect-url", cfg.IntrospectURL, "RFC 7662 introspection endpoint")
+	fs.StringVar(&cfg.Introspect, "introspect", cfg.Introspect, "introspection mode: always, opaque-only, never or auto (default)")
 	fs.StringVar(&cfg.ClientID, "client-id", cfg.ClientID, "the broker's OAuth2 client id, for introspection")
 	fs.StringVar(&cfg.ClientSecret, "client-secret", cfg.ClientSecret, "the broker's client secret (prefer IMB_CLIENT_SECRET or --client-secret-file)")
 	fs.StringVar(&cfg.ClientSecretFile, "client-secret-file", cfg.ClientSecretFile, "file holding the broker's client secret (e.g. a systemd credential)")
@@ -140,7 +141,7 @@ func usePolicy(cfg *broker.Config, prefix string, stderr io.Writer) bool {
 	return true
 }
 
-// serveUntilSignal reloads the policy on SIGHUP and returns after a graceful
+// serveUntilSignal reloads the policy and the issuer's keys on SIGHUP and returns after a graceful
 // shutdown on SIGINT or SIGTERM.
 func serveUntilSignal(ctx context.Context, b *broker.Broker, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
@@ -150,6 +151,7 @@ func serveUntilSignal(ctx context.Context, b *broker.Broker, log *slog.Logger) {
 		select {
 		case <-hup:
 			_ = b.ReloadPolicy()
+			_ = b.ReloadKeys(ctx)
 		case <-ctx.Done():
 			log.Info("shutting down")
 			done := make(chan struct{})

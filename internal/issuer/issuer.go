@@ -264,8 +264,18 @@ func (is *Issuer) Revoke(token string) {
 	is.mu.Unlock()
 }
 
-func sign(k *signingKey, claims Claims) string {
-	hdr, _ := json.Marshal(map[string]string{"alg": "ES256", "typ": "JWT", "kid": k.kid})
+// MintTyped is Mint with another typ header, such as "at+jwt" for RFC 9068 tokens.
+func (is *Issuer) MintTyped(c Claims, ttl time.Duration, typ string) string {
+	is.mu.Lock()
+	k := is.keys[0]
+	is.mu.Unlock()
+	return signTyped(k, is.fill(c, ttl), typ)
+}
+
+func sign(k *signingKey, claims Claims) string { return signTyped(k, claims, "JWT") }
+
+func signTyped(k *signingKey, claims Claims, typ string) string {
+	hdr, _ := json.Marshal(map[string]string{"alg": "ES256", "typ": typ, "kid": k.kid})
 	body, _ := json.Marshal(claims)
 	input := b64(hdr) + "." + b64(body)
 	sum := sha256.Sum256([]byte(input))

@@ -6,6 +6,12 @@
 // published). The broker's client is mqtt-broker / mqtt-broker-secret; things are
 // client_credentials clients whose client id is the thing id (sub).
 //
+// STATE_DIR/harness.json, when present, changes what the provider does, to stand in for other authorization
+// servers: {"scp": true} puts a JWT's scopes in an scp array instead of scope (Hydra, Okta, Entra ID);
+// {"introspectionWithoutIss": true} drops iss from introspection answers (optional in RFC 7662; Hydra, Glewlwyd);
+// {"brokerJWKS": {...}} registers the client mqtt-broker-pkjwt, authenticating with private_key_jwt and that key
+// set, which may introspect and revoke any token like mqtt-broker.
+//
 // Stdout carries one JSON line per event the Go tests assert on: {"ev":"ready"},
 // {"ev":"request","method":...,"path":...} for every HTTP request, and
 // {"ev":"keys","kids":[...]} at start. Errors of the provider go to stderr.
@@ -70,6 +76,19 @@ function thingClient(id) {
   };
 }
 
+const harnessFile = join(stateDir, 'harness.json');
+const harness = existsSync(harnessFile) ? JSON.parse(readFileSync(harnessFile, 'utf8')) : {};
+const brokerClients = ['mqtt-broker', ...(harness.brokerJWKS ? ['mqtt-broker-pkjwt'] : [])];
+const extraClients = harness.brokerJWKS ? [{
+  client_id: 'mqtt-broker-pkjwt',
+  grant_types: ['client_credentials'],
+  response_types: [],
+  redirect_uris: [],
+  token_endpoint_auth_method: 'private_key_jwt',
+  token_endpoint_auth_signing_alg: 'ES256',
+  jwks: harness.brokerJWKS,
+}] : [];
+
 const keys = await loadKeys();
 const provider = new Provider(issuer, {
   jwks: { keys },
@@ -86,19 +105,20 @@ const provider = new Provider(issuer, {
     thingClient('thing-2'),
     thingClient('cloud-app'),
     thingClient('anonymous-thing'),
+    ...extraClients,
   ],
-  clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
+  clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
   scopes: ['openid', 'offline_access', ...scopes.split(' ')],
   features: {
     clientCredentials: { enabled: true },
     devInteractions: { enabled: false },
     introspection: {
       enabled: true,
-      allowedPolicy: async (ctx, client, token) => client.clientId === 'mqtt-broker' || client.clientId === token.clientId,
+      allowedPolicy: async (ctx, client, token) => brokerClients.includes(client.clientId) || client.clientId === token.clientId,
     },
     revocation: {
       enabled: true,
-      allowedPolicy: async (ctx, client, token) => client.clientId === 'mqtt-broker' || client.clientId === token.clientId,
+      allowedPolicy: async (ctx, client, token) => brokerClients.includes(client.clientId) || client.clientId === token.clientId,
     },
     resourceIndicators: {
       enabled: true,
@@ -121,6 +141,16 @@ const provider = new Provider(issuer, {
     }
     return undefined;
   },
+  formats: {
+    customizers: {
+      jwt: async (ctx, token, jwt) => {
+        if (harness.scp && typeof jwt.payload.scope === 'string') {
+          jwt.payload.scp = jwt.payload.scope.split(' ');
+          delete jwt.payload.scope;
+        }
+      },
+    },
+  },
   findAccount: async (ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
   cookies: { keys: ['imb-interop-development-only'] },
 });
@@ -132,6 +162,9 @@ provider.on('revocation.error', (ctx, err) => process.stderr.write(`revocation.e
 provider.use(async (ctx, next) => {
   emit({ ev: 'request', method: ctx.method, path: ctx.path });
   await next();
+  if (harness.introspectionWithoutIss && ctx.path === '/token/introspection' && ctx.body && typeof ctx.body === 'object') {
+    delete ctx.body.iss;
+  }
 });
 
 const server = provider.listen(port, '127.0.0.1');
