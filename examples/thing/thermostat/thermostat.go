@@ -92,6 +92,9 @@ func (t *thermostat) loop(ctx context.Context, out io.Writer, conn link.Link, in
 				return fmt.Errorf("connection to imb ended: %w", conn.Err())
 			case cmd := <-t.commands:
 				if err := t.obey(ctx, out, conn, cmd); err != nil {
+					if ctx.Err() != nil {
+						continue // interrupted while answering: the next pass reports the stop
+					}
 					return err
 				}
 			case <-ticker.C:
