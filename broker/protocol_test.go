@@ -13,7 +13,6 @@ import (
 	"imb/internal/mqtttest"
 )
 
-
 // connectRaw sends an MQTT 5 CONNECT and returns the broker's CONNACK.
 func connectRaw(t *testing.T, b *Broker, iss *issuer.Issuer, keepAlive uint16) (*mqtttest.Raw, packets.Packet) {
 	t.Helper()
