@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
@@ -31,6 +32,10 @@ type Conn311 struct {
 	tokenState
 	// renewing excludes Publish from the short disconnected gap of a renewal.
 	renewing sync.RWMutex
+	// renewals counts the reconnects of renewals, so that Publish can tell a publish
+	// a renewal cut off (paho fails it when its PUBACK was not in before the
+	// disconnect) from a connection that was really lost.
+	renewals atomic.Uint64
 }
 
 // DialV311 connects to broker with MQTT 3.1.1, the token as password and Dialer.Username as user name.
@@ -108,14 +113,28 @@ func (c *Conn311) Done() <-chan struct{} { return c.done }
 // Publish publishes and waits for completion (PUBACK for QoS 1). It waits out a renewal in progress,
 // so a message is not refused just because the connection is being renewed.
 func (c *Conn311) Publish(ctx context.Context, topic string, qos byte, retained bool, payload []byte) error {
-	c.renewing.RLock()
-	t := c.Client.Publish(topic, qos, retained, payload)
-	c.renewing.RUnlock()
-	select {
-	case <-t.Done():
-		return t.Error()
-	case <-ctx.Done():
-		return ctx.Err()
+	for {
+		c.renewing.RLock()
+		gen := c.renewals.Load()
+		t := c.Client.Publish(topic, qos, retained, payload)
+		c.renewing.RUnlock()
+		select {
+		case <-t.Done():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		err := t.Error()
+		if err == nil || qos == 0 {
+			return err
+		}
+		// A renewal's reconnect ended the connection before the PUBACK came: send it
+		// again on the new connection (QoS 1 allows the duplicate this may make).
+		c.renewing.RLock()
+		renewed := c.renewals.Load() != gen
+		c.renewing.RUnlock()
+		if !renewed {
+			return err
+		}
 	}
 }
 
@@ -156,6 +175,7 @@ func (c *Conn311) reconnect(ctx context.Context, tok *sdk.Token) error {
 	if err != nil {
 		return fmt.Errorf("mqtt: reconnect with renewed token: %w", err)
 	}
+	c.renewals.Add(1)
 	c.d.logger().DebugContext(ctx, "mqtt 3.1.1 reconnected with a renewed token", "token", sdk.Fingerprint(tok.AccessToken))
 	return nil
 }
