@@ -43,6 +43,13 @@ func connectCode(t *testing.T, b *Broker, token string) int {
 		Password: []byte(token), PasswordFlag: true})
 	_ = c.Disconnect(&paho.Disconnect{})
 	conn.Close()
+	// The next call connects as t1 again, perhaps as another principal (an answer without iss where no issuer is
+	// configured): wait until this connection is gone, or that one is refused as a live takeover (0x87).
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if cl, ok := b.Server().Clients.Get("t1"); !ok || cl.Closed() {
+			break
+		}
+	}
 	if ack == nil {
 		return -1
 	}
