@@ -145,15 +145,3 @@ func (s *Server) oauthAudiences(r *http.Request, realm string) []string {
 	}
 	return out
 }
-
-// realmAliasHosts are the DNS alias host names of realm, sorted.
-func (s *Server) realmAliasHosts(realm string) []string {
-	var out []string
-	for host, p := range s.settings.RealmHosts {
-		if n, err := normalizeRealmPath(p); err == nil && n == realm {
-			out = append(out, host)
-		}
-	}
-	slices.Sort(out)
-	return out
-}

@@ -1,11 +1,12 @@
 package amdev
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"cmp"
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -23,38 +24,57 @@ func (s *Server) provider(realm string) OAuth2Provider {
 	return s.settings.OAuth2
 }
 
+// servedAdminREST names the admin REST resources amdev serves, for the
+// message of those it does not.
+const servedAdminREST = "global-config/realms, realm-config/services/oauth-oidc and iot, realm-config/agents/OAuth2Client " +
+	"and SoftwarePublisher, realm-config/authentication/authenticationtrees (trees, nodes), /json/scripts (it runs none) " +
+	"and the " + secretCertVerification + " secret mapping"
+
 // errNotServed answers the parts of AM's admin REST amdev does not implement:
 // 501 and a message, so automation stops with a reason instead of a bare 404.
 func errNotServed(r *http.Request) *httpError {
 	return errorf(http.StatusNotImplemented,
-		"amdev does not serve %s %s; of AM's admin REST it serves realm-config/services/oauth-oidc only (see docs/amdev.md)",
-		r.Method, r.URL.Path)
+		"amdev does not serve %s %s; of AM's admin REST it serves %s (see docs/amdev.md)",
+		r.Method, r.URL.Path, servedAdminREST)
+}
+
+// adminRealm is the realm of a realm-config request: the realm path of the
+// URL, else its ?realm= parameter (or the DNS alias it was sent to).
+func (s *Server) adminRealm(r *http.Request, realm string, pathRealm bool) (string, error) {
+	if !pathRealm {
+		p, err := s.resolveRealm(r.URL.Query().Get("realm"), r.Host)
+		if err != nil {
+			return "", errorf(http.StatusNotFound, "Realm not found").with(err)
+		}
+		return p, nil
+	}
+	if !s.realmExists(realm) {
+		return "", errorf(http.StatusNotFound, "Realm not found")
+	}
+	return realm, nil
 }
 
 // handleOAuthProvider serves AM's realm-config/services/oauth-oidc resource
 // for amAdmin: GET reads the realm's OAuth2 Provider, PUT changes it at once
 // for new tokens, DELETE returns the realm to the configured settings.
 func (s *Server) handleOAuthProvider(w http.ResponseWriter, r *http.Request, realm string, pathRealm bool) error {
-	if err := requireMethod(r, http.MethodGet, http.MethodPut, http.MethodDelete); err != nil {
-		return err
+	// AM's automation creates the service in a new realm (POST
+	// ?_action=create); in amdev every realm has one, so that sets it.
+	create := r.Method == http.MethodPost && r.URL.Query().Get("_action") == "create"
+	if !create {
+		if err := requireMethod(r, http.MethodGet, http.MethodPut, http.MethodDelete); err != nil {
+			return err
+		}
 	}
 	if err := checkResource(r, "1"); err != nil {
 		return err
 	}
-	if !pathRealm {
-		var err error
-		if realm, err = s.resolveRealm(r.URL.Query().Get("realm"), r.Host); err != nil {
-			return errorf(http.StatusNotFound, "Realm not found").with(err)
-		}
-	} else if !s.realms[realm] {
-		return errorf(http.StatusNotFound, "Realm not found")
+	realm, err := s.adminRealm(r, realm, pathRealm)
+	if err != nil {
+		return err
 	}
-	caller := s.lookupSession(s.sessionToken(r))
-	if caller == nil {
-		return errAccessDenied()
-	}
-	if caller.kind != kindAdmin {
-		return errForbidden("Access Denied")
+	if err := s.requireAdmin(r); err != nil {
+		return err
 	}
 	s.provMu.Lock()
 	defer s.provMu.Unlock()
@@ -63,18 +83,14 @@ func (s *Server) handleOAuthProvider(w http.ResponseWriter, r *http.Request, rea
 		cur = s.settings.OAuth2
 	}
 	doc := providerDoc(cur)
-	if m := r.Header.Get("If-Match"); r.Method != http.MethodGet && m != "" && m != "*" && m != doc["_rev"] {
+	if r.Method != http.MethodGet && !revisionMatches(r, doc) {
 		return errorf(http.StatusPreconditionFailed, "Precondition Failed: the resource has revision %s", doc["_rev"])
 	}
 	switch r.Method {
-	case http.MethodPut:
-		data, err := io.ReadAll(r.Body)
+	case http.MethodPut, http.MethodPost:
+		body, err := readObject(r)
 		if err != nil {
-			return errBadRequest("Unable to read request body").with(err)
-		}
-		body, err := decodeObject(data)
-		if err != nil {
-			return errBadRequest("The request body is not a JSON object").with(err)
+			return err
 		}
 		next, err := applyProviderDoc(cur, body)
 		if err != nil {
@@ -91,9 +107,11 @@ func (s *Server) handleOAuthProvider(w http.ResponseWriter, r *http.Request, rea
 		delete(s.providers, realm)
 		s.log.Info("oauth2 provider reset to the configured settings", "realm", realm)
 	}
-	w.Header().Set("ETag", `"`+doc["_rev"].(string)+`"`)
-	w.Header().Set("Cache-Control", "no-cache")
-	writeJSON(w, http.StatusOK, doc)
+	status := http.StatusOK
+	if create {
+		status = http.StatusCreated
+	}
+	writeResource(w, status, doc)
 	return nil
 }
 
@@ -110,7 +128,7 @@ func providerDoc(p OAuth2Provider) map[string]any {
 			"statelessTokensEnabled": p.TokenFormat == "jwt",
 		},
 		"advancedOAuth2Config": map[string]any{
-			"tokenSigningAlgorithm":  "ES256",
+			"tokenSigningAlgorithm":  p.SigningAlgorithm,
 			"tokenEncryptionEnabled": false,
 		},
 		"deviceCodeConfig": map[string]any{
@@ -119,10 +137,7 @@ func providerDoc(p OAuth2Provider) map[string]any {
 		},
 		"_type": map[string]any{"_id": oauthProviderService, "name": "OAuth2 Provider", "collection": false},
 	}
-	b, _ := json.Marshal(doc) // maps of plain values always encode
-	sum := sha256.Sum256(b)
-	doc["_rev"] = hex.EncodeToString(sum[:8])
-	return doc
+	return withRevision(doc)
 }
 
 // applyProviderDoc returns cur changed by the attributes of an oauth-oidc
@@ -193,8 +208,13 @@ func applyProviderDoc(cur OAuth2Provider, body map[string]any) (OAuth2Provider, 
 	if err != nil {
 		return cur, err
 	}
-	if v, ok := adv["tokenSigningAlgorithm"]; ok && v != "ES256" {
-		return cur, errBadRequest("advancedOAuth2Config.tokenSigningAlgorithm %v is not supported: amdev signs client-based tokens with ES256 only", v)
+	if v, ok := adv["tokenSigningAlgorithm"]; ok {
+		alg, _ := v.(string)
+		if !slices.Contains(tokenSigningAlgorithms, alg) {
+			return cur, errBadRequest("advancedOAuth2Config.tokenSigningAlgorithm %v is not supported: amdev signs client-based tokens with %s",
+				v, strings.Join(tokenSigningAlgorithms, ", "))
+		}
+		next.SigningAlgorithm = alg
 	}
 	encrypt := false
 	if err := boolean(adv, "advancedOAuth2Config", "tokenEncryptionEnabled", &encrypt); err != nil {
@@ -214,4 +234,66 @@ func applyProviderDoc(cur OAuth2Provider, body map[string]any) (OAuth2Provider, 
 		return cur, err
 	}
 	return next, nil
+}
+
+// handleScripts serves AM's /json/scripts for amAdmin as far as amdev can
+// honour it: amdev runs no scripts, so it holds none. A query answers an
+// empty result, a read 404, and a script sent to be stored 501 with a
+// message that names it and says what to use instead, so that automation
+// never believes a script is in force that amdev would silently ignore.
+func (s *Server) handleScripts(w http.ResponseWriter, r *http.Request, realm string, pathRealm bool, id string) error {
+	if err := checkResource(r, "1"); err != nil {
+		return err
+	}
+	if _, err := s.adminRealm(r, realm, pathRealm); err != nil {
+		return err
+	}
+	if err := s.requireAdmin(r); err != nil {
+		return err
+	}
+	switch {
+	case r.Method == http.MethodGet && id == "":
+		writeJSON(w, http.StatusOK, queryResponse([]map[string]any{}))
+		return nil
+	case r.Method == http.MethodGet || r.Method == http.MethodDelete:
+		return errorf(http.StatusNotFound, "Script %s not found", quote(id))
+	case r.Method == http.MethodPost && id == "" && r.URL.Query().Get("_action") == "create",
+		r.Method == http.MethodPut && id != "":
+	default:
+		return requireMethod(r, http.MethodGet, http.MethodPut, http.MethodDelete)
+	}
+	var body struct {
+		ID       string `json:"_id"`
+		Name     string `json:"name"`
+		Context  string `json:"context"`
+		Language string `json:"language"`
+	}
+	_ = json.NewDecoder(r.Body).Decode(&body) // the message names what it can; the answer is 501 either way
+	name := body.Name
+	if name == "" {
+		name = cmp.Or(id, body.ID)
+	}
+	what := quote(name)
+	if body.Context != "" || body.Language != "" {
+		what += " (" + strings.Trim(body.Context+", "+body.Language, ", ") + ")"
+	}
+	s.log.Warn("script refused: amdev runs no scripts", "script", name, "context", body.Context)
+	return errorf(http.StatusNotImplemented,
+		"amdev cannot run scripts: the script %s was not stored. The IoT access-token modification script's effect "+
+			"(claims from thing attributes) is oauth2.claimsFromAttributes in amdev's config file; a scripted decision "+
+			"node's claim checks are the Authenticate node's requiredClaims (see docs/amdev.md)", what)
+}
+
+// readObject reads an admin request's body, which must be one JSON object, and
+// answers 400 in AM's shape when it is not.
+func readObject(r *http.Request) (map[string]any, error) {
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, errBadRequest("Unable to read request body").with(err)
+	}
+	body, err := decodeObject(data)
+	if err != nil {
+		return nil, errBadRequest("The request body is not a JSON object").with(err)
+	}
+	return body, nil
 }

@@ -2,11 +2,14 @@ package amdev
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 )
 
 // TestOAuthProviderAdminREST drives realm-config/services/oauth-oidc as AM's
@@ -93,7 +96,7 @@ func TestOAuthProviderAdminREST(t *testing.T) {
 
 	// What amdev cannot honour is refused, naming the attribute, and nothing changes.
 	for _, bad := range []struct{ body, msg string }{
-		{`{"advancedOAuth2Config": {"tokenSigningAlgorithm": "RS256"}}`, "tokenSigningAlgorithm RS256 is not supported"},
+		{`{"advancedOAuth2Config": {"tokenSigningAlgorithm": "PS512"}}`, "tokenSigningAlgorithm PS512 is not supported"},
 		{`{"advancedOAuth2Config": {"tokenEncryptionEnabled": true}}`, "tokenEncryptionEnabled true is not supported"},
 		{`{"coreOAuth2Config": {"accessTokenLifetime": "soon"}}`, "accessTokenLifetime must be a whole number of seconds"},
 		{`{"coreOAuth2Config": {"accessTokenLifetime": 0}}`, "accessTokenLifetime must be a whole number of seconds"},
@@ -130,16 +133,180 @@ func TestOAuthProviderAdminREST(t *testing.T) {
 func TestAdminRESTNotServed(t *testing.T) {
 	e := startEnv(t)
 	for _, path := range []string{
-		"/json/global-config/realms",
-		"/json/realms/root/realm-config/authentication/authenticationtrees/trees/auth-tree",
-		"/json/realm-config/agents/OAuth2Client/forgerock-iot-oauth2-client?realm=/",
-		"/json/realms/root/realm-config/services/iot",
-		"/json/scripts?realm=/",
+		"/json/realms/root/realm-config/authentication/authenticationtrees/nodes",
+		"/json/realm-config/agents/J2EEAgent/web-agent?realm=/",
+		"/json/realms/root/realm-config/services/policyconfiguration",
 		"/json/global-config/secrets/stores/KeyStoreSecretStore/default-keystore/mappings/am.services.oauth2.stateless.signing.ES256",
 	} {
 		status, body := e.call("GET", e.srv.URL()+path, map[string]string{"iPlanetDirectoryPro": e.adminToken()}, "")
 		if msg, _ := body["message"].(string); status != 501 || !strings.Contains(msg, "amdev does not serve") {
 			t.Fatalf("%s: %d %v", path, status, body)
 		}
+	}
+}
+
+// TestScriptsAndUnknownAdminPaths: amdev holds no scripts, says so for one
+// sent to be stored (501 naming it, never stored and silently ignored), and
+// an admin path AM does not have either is AM's 404 envelope.
+func TestScriptsAndUnknownAdminPaths(t *testing.T) {
+	e := startEnv(t)
+	crest := crestHeaders(e.adminToken(), "protocol=1.0,resource=1.0")
+	script := `{"name": "IoT Access Token Modification", "context": "OAUTH2_ACCESS_TOKEN_MODIFICATION",
+		"language": "JAVASCRIPT", "script": "dmFyIHggPSAxOw=="}`
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+		msg                string
+	}{
+		{"POST", "/json/scripts?_action=create&realm=/", script, 501, `amdev cannot run scripts: the script "IoT Access Token Modification" (OAUTH2_ACCESS_TOKEN_MODIFICATION, JAVASCRIPT) was not stored`},
+		{"PUT", "/json/realms/root/scripts/3f93ef6e-e54a-4393-aba1-f322656db28a", `{"language": "GROOVY"}`, 501, `the script "3f93ef6e-e54a-4393-aba1-f322656db28a" (GROOVY) was not stored`},
+		{"GET", "/json/scripts/3f93ef6e-e54a-4393-aba1-f322656db28a?realm=/", "", 404, "not found"},
+		{"GET", "/json/nonsense", "", 404, "Resource 'nonsense' not found"},
+		{"GET", "/json/realms/root/realms/nope/realm-config/agents/OAuth2Client/x", "", 404, "Realm not found"},
+	} {
+		status, body := e.call(tc.method, e.srv.URL()+tc.path, crest, tc.body)
+		msg, _ := body["message"].(string)
+		if status != tc.status || body["code"] != float64(tc.status) || body["reason"] != http.StatusText(tc.status) || !strings.Contains(msg, tc.msg) {
+			t.Fatalf("%s %s: %d %v, want %d %q", tc.method, tc.path, status, body, tc.status, tc.msg)
+		}
+	}
+	status, q := e.call("GET", e.srv.URL()+"/json/scripts?_queryFilter=true&realm=/", crest, "")
+	if status != 200 || q["resultCount"] != float64(0) {
+		t.Fatalf("query scripts: %d %v", status, q)
+	}
+}
+
+// TestCertVerificationSecretMapping: ForgeRock's functional tests map
+// am.services.iot.cert.verification to es256test before registering
+// things with certificates; the mapping chooses which configured CAs are
+// trusted from the next registration on, and names no key amdev lacks.
+func TestCertVerificationSecretMapping(t *testing.T) {
+	e := startEnv(t)
+	crest := crestHeaders(e.adminToken(), "protocol=2.0,resource=1.0")
+	mapping := e.srv.URL() + "/json/global-config/secrets/stores/KeyStoreSecretStore/default-keystore/mappings/am.services.iot.cert.verification"
+	n := 0
+	register := func() int {
+		t.Helper()
+		n++
+		th := newThing(t, fmt.Sprintf("mapped-%d", n), jose.ES256)
+		th.cert = e.ca.issue(t, th.id, th.key.Public(), time.Now().Add(time.Hour))
+		status, _ := e.login("reg-tree", "/", regFill(t, th, "", nil))
+		return status
+	}
+	status, doc := e.call("GET", mapping, crest, "")
+	if status != 200 || fmt.Sprint(doc["aliases"]) != fmt.Sprintf("[%s es256test]", e.ca.path) {
+		t.Fatalf("read: %d %v", status, doc)
+	}
+	if status := register(); status != 200 {
+		t.Fatalf("registration with the test CA: %d", status)
+	}
+	put := func(body string) (int, map[string]any) {
+		t.Helper()
+		return e.call("PUT", mapping, crest, body)
+	}
+	if status, got := put(`{"secretId": "am.services.iot.cert.verification", "aliases": ["es256test"]}`); status != 200 || fmt.Sprint(got["aliases"]) != "[es256test]" {
+		t.Fatalf("map to es256test: %d %v", status, got)
+	}
+	if status := register(); status != 401 {
+		t.Fatalf("registration with a CA no longer mapped: %d", status)
+	}
+	if status, got := put(`{"aliases": ["` + e.ca.path + `", "es256test"]}`); status != 200 {
+		t.Fatalf("map both: %d %v", status, got)
+	}
+	if status := register(); status != 200 {
+		t.Fatalf("registration after mapping the CA again: %d", status)
+	}
+	for _, bad := range []string{`{"aliases": ["/etc/ssl/other.pem"]}`, `{"aliases": []}`, `{"secretId": "x"}`} {
+		if status, got := put(bad); status != 400 {
+			t.Fatalf("PUT %s: %d %v", bad, status, got)
+		}
+	}
+}
+
+// TestIoTServiceAdminREST: realm-config/services/iot created as ForgeRock's
+// functional tests create it, then changed: the thing's next token comes
+// through the named client, and its attributes follow the allow-list.
+func TestIoTServiceAdminREST(t *testing.T) {
+	e := startEnv(t)
+	admin := e.adminToken()
+	crest := crestHeaders(admin, "protocol=2.0,resource=1.0")
+	svc := e.srv.URL() + "/json/realms/root/realm-config/services/iot"
+	th := newThing(t, "iot-svc-thing", jose.ES256)
+	p := loggedIn(t, e, th, "auth-tree", map[string]any{"thingConfig": "cfg-1"})
+	tokenAud := func() any {
+		t.Helper()
+		status, tok := p.do("POST", accessTokenPath, map[string]any{"scope": []string{"publish"}}, true)
+		if status != 200 {
+			t.Fatalf("token: %d %v", status, tok)
+		}
+		return decodeJWT(t, tok["access_token"].(string))["aud"]
+	}
+	attrs := func() map[string]any {
+		t.Helper()
+		status, a := p.do("GET", "/json/things/*", nil, true)
+		if status != 200 {
+			t.Fatalf("attributes: %d %v", status, a)
+		}
+		return a
+	}
+	status, doc := e.call("POST", svc+"?_action=create", crest, `{"oauthJwtIssuerName": "forgerock-iot-jwt-issuer",
+		"oauthClientName": "forgerock-iot-oauth2-client", "createOAuthClient": true, "createOAuthJwtIssuer": true,
+		"attributeAllowlist": ["thingType"]}`)
+	if status != 201 || fmt.Sprint(doc["attributeAllowlist"]) != "[thingType]" {
+		t.Fatalf("create: %d %v", status, doc)
+	}
+	if a := attrs(); a["thingConfig"] != nil || a["thingType"] == nil {
+		t.Fatalf("attributes with allow-list [thingType]: %v", a)
+	}
+	if aud := tokenAud(); aud != DefaultClientID {
+		t.Fatalf("aud %v", aud)
+	}
+	if status, body := e.call("PUT", svc, crest, `{"oauthClientName": "no-such-client"}`); status != 400 {
+		t.Fatalf("unknown client: %d %v", status, body)
+	}
+	if status, body := e.call("PUT", e.srv.URL()+"/json/realms/root/realm-config/agents/OAuth2Client/iot-svc-client", crest,
+		amClientJSON("iot-svc-client", "1ot-svc-s3cret", []string{"publish"}, []string{grantJWTBearer}, 0)); status != 201 {
+		t.Fatalf("create client: %d %v", status, body)
+	}
+	if status, body := e.call("PUT", svc, crest, `{"oauthClientName": "iot-svc-client", "attributeAllowlist": ["thingConfig"]}`); status != 200 {
+		t.Fatalf("update: %d %v", status, body)
+	}
+	if aud := tokenAud(); aud != "iot-svc-client" {
+		t.Fatalf("aud after update %v", aud)
+	}
+	if a := attrs(); a["thingConfig"] == nil {
+		t.Fatalf("attributes with allow-list [thingConfig]: %v", a)
+	}
+	if status, body := e.call("DELETE", svc, crest, ""); status != 200 {
+		t.Fatalf("delete: %d %v", status, body)
+	}
+	if aud := tokenAud(); aud != DefaultClientID {
+		t.Fatalf("aud after delete %v", aud)
+	}
+}
+
+// TestAdministrationClientCalls: the calls Frodo (ForgeRock's administration
+// CLI) makes before any command, as it makes them: server version,
+// getSessionInfo with the token in the body only, CREST paths with a
+// trailing slash.
+func TestAdministrationClientCalls(t *testing.T) {
+	e := startEnv(t)
+	admin := e.adminToken()
+	if status, v := e.call("GET", e.srv.URL()+"/json/serverinfo/version", map[string]string{"Accept-API-Version": "resource=1.0"}, ""); status != 200 ||
+		v["version"] != amVersion || !strings.HasPrefix(v["fullVersion"].(string), "ForgeRock Access Management "+amVersion+" Build") {
+		t.Fatalf("version: %d %v", status, v)
+	}
+	info := e.srv.URL() + "/json/realms/root/sessions/?_action=getSessionInfo"
+	h := map[string]string{"Accept-API-Version": "resource=4.0", "Content-Type": "application/json"}
+	if status, s := e.call("POST", info, h, `{"tokenId": "`+admin+`"}`); status != 200 || s["username"] != "amAdmin" || s["realm"] != "/" ||
+		s["maxIdleExpirationTime"] == nil {
+		t.Fatalf("getSessionInfo: %d %v", status, s)
+	}
+	if status, s := e.call("POST", info, h, `{"tokenId": "nope"}`); status != 401 {
+		t.Fatalf("getSessionInfo of no session: %d %v", status, s)
+	}
+	if status, q := e.call("GET", e.srv.URL()+"/json/global-config/realms/?_queryFilter=true",
+		crestHeaders(admin, "protocol=2.0,resource=1.0"), ""); status != 200 || q["resultCount"] != float64(1) {
+		t.Fatalf("realms with a trailing slash: %d %v", status, q)
 	}
 }

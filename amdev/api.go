@@ -17,7 +17,7 @@ type ClientInfo struct {
 
 // Client returns the configured client id, if any.
 func (s *Server) Client(id string) (ClientInfo, bool) {
-	c := s.settings.Clients[id]
+	c := s.client("/", id)
 	if c == nil {
 		return ClientInfo{}, false
 	}
@@ -112,7 +112,7 @@ func (s *Server) IssueAccessToken(ctx context.Context, thingID, clientID string,
 	}
 	id, client, err := s.thingClient(ident)
 	if clientID != "" {
-		id, client = clientID, s.settings.Clients[clientID]
+		id, client = clientID, s.client("/", clientID)
 		if client == nil {
 			err = fmt.Errorf("client %q not configured", clientID)
 		}
@@ -137,7 +137,7 @@ func (s *Server) IssueClientToken(ctx context.Context, clientID string, scopes [
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	client := s.settings.Clients[clientID]
+	client := s.client("/", clientID)
 	if client == nil {
 		return "", fmt.Errorf("amdev: issue token: client %q not configured", clientID)
 	}

@@ -108,7 +108,7 @@ func (s *Server) handleAuthenticate(w http.ResponseWriter, r *http.Request, real
 		if realm, err = s.resolveRealm(q.Get("realm"), r.Host); err != nil {
 			return errBadRequest("Invalid realm, %s", err)
 		}
-	} else if !s.realms[realm] {
+	} else if !s.realmExists(realm) {
 		return errBadRequest("Invalid realm")
 	}
 	if user := r.Header.Get("X-OpenAM-Username"); user != "" {
@@ -127,7 +127,7 @@ func (s *Server) handleAuthenticate(w http.ResponseWriter, r *http.Request, real
 	if treeName == "" {
 		treeName = s.settings.DefaultTree
 	}
-	tree := s.settings.Trees[treeName]
+	tree := s.tree(realm, treeName)
 	if tree == nil {
 		return errBadRequest("No configuration found")
 	}

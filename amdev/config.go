@@ -218,6 +218,9 @@ func (s *Settings) validate() error {
 	default:
 		return invalid(`tokenFormat must be "jwt" or "opaque"`, "oauth2", "tokenFormat")
 	}
+	if !slices.Contains(tokenSigningAlgorithms, s.OAuth2.SigningAlgorithm) {
+		return invalid("tokenSigningAlgorithm must be one of "+strings.Join(tokenSigningAlgorithms, ", "), "oauth2", "tokenSigningAlgorithm")
+	}
 	if s.OAuth2.AccessTokenLifetime <= 0 || s.OAuth2.RefreshTokenLifetime <= 0 || s.OAuth2.DeviceCodeLifetime <= 0 {
 		return invalid("token and device code lifetimes must be positive", "oauth2")
 	}

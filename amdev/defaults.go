@@ -74,6 +74,7 @@ func DefaultSettings() Settings {
 			DeviceCodeLifetime:   Duration(5 * time.Minute),
 			DevicePollInterval:   Duration(5 * time.Second),
 			TokenFormat:          "jwt",
+			SigningAlgorithm:     "ES256",
 			CompoundSubject:      true,
 			IssueRefreshTokens:   true,
 			ClaimsFromAttributes: map[string]string{"thingType": "thingType"},

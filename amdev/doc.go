@@ -24,7 +24,8 @@
 //	app, err := srv.IssueClientToken(ctx, amdev.CloudAppClientID, nil)
 //	broker, _ := srv.BrokerClient() // id and secret for srv.IntrospectionURL()
 //
-// Access tokens are ES256 JWTs (typ JWT, kid of the key at srv.JWKSURL()) with
+// Access tokens are ES256 JWTs by default (RS256, HS256 or opaque per realm
+// through the admin REST; typ JWT, kid of the key at srv.JWKSURL()) with
 // AM's claims: sub "(usr!id)" and subname, scope as an array, aud the client
 // id, iss the realm's OAuth base URL; thing tokens also carry thingType, the
 // claim an AM access-token modification script would add so that broker

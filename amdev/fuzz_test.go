@@ -87,3 +87,44 @@ func FuzzSignedRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAdminBodies: the admin REST's body readers (OAuth2 Provider, OAuth2
+// client, journey node and tree) accept or refuse any JSON with a 400,
+// never panic, and what they accept reads back as a document.
+func FuzzAdminBodies(f *testing.F) {
+	f.Add(`{"coreOAuth2Config": {"statelessTokensEnabled": false, "accessTokenLifetime": 60}}`)
+	f.Add(`{"coreOAuth2ClientConfig": {"userpassword": {"value": "x"}, "scopes": ["a"], "defaultScopes": ["a"]}}`)
+	f.Add(`{"jwtRegistrationMethod": "POP_WITH_CERTIFICATE", "claimToAttributeMapping": {"a": "b"}}`)
+	f.Add(`{"entryNodeId": "n", "nodes": {"n": {"nodeType": "IotAuthenticationNode", "connections": {"success": 1}}}}`)
+	f.Add(`{"jwtAuthenticationMethod": ["x"], "additionalAudienceValues": "y"}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		m, err := decodeObject([]byte(body))
+		if err != nil {
+			return
+		}
+		refused := func(err error) {
+			if he, ok := err.(*httpError); err != nil && (!ok || he.status != 400) {
+				t.Fatalf("%q: %v", body, err)
+			}
+		}
+		p, err := applyProviderDoc(DefaultSettings().OAuth2, m)
+		refused(err)
+		if err == nil {
+			_ = providerDoc(p)
+		}
+		c, err := applyClientDoc(nil, m)
+		refused(err)
+		if err == nil {
+			_ = clientDoc("c", c)
+		}
+		for _, typ := range []string{nodeTypeAuthenticate, nodeTypeRegister, nodeTypeDataStore} {
+			n, err := nodeSettings(typ, []byte(body))
+			refused(err)
+			if err == nil {
+				_ = nodeDoc("n", n)
+			}
+		}
+		_, err = treeRefs(m)
+		refused(err)
+	})
+}

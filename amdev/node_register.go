@@ -31,7 +31,7 @@ func (s *Server) registerThing(st *authState, tree *Tree, regJWT, stmt string) (
 	)
 	if node.Method == MethodPoPWithSoftwareStatement || node.Method == MethodSoftwareStatementOnly {
 		var stmtClaims map[string]any
-		if stmtClaims, stmtSet, err = s.verifySoftwareStatement(stmt); err != nil {
+		if stmtClaims, stmtSet, err = s.verifySoftwareStatement(st.realm, stmt); err != nil {
 			return nil, errLoginFailure().with(fmt.Errorf("register: software statement: %w", err))
 		}
 		if node.Method == MethodSoftwareStatementOnly {
@@ -58,7 +58,7 @@ func (s *Server) registerThing(st *authState, tree *Tree, regJWT, stmt string) (
 				with(fmt.Errorf("register %s: name refused by namePattern", id))
 		}
 	}
-	if err := s.settings.reservedName(id); err != nil {
+	if err := s.reservedName(id); err != nil {
 		return nil, errorf(http.StatusUnauthorized, "Login failure: %v", err).with(fmt.Errorf("register %s: %w", id, err))
 	}
 	thingKeys, err := json.Marshal(jose.JSONWebKeySet{Keys: keySet})
@@ -163,7 +163,7 @@ func (s *Server) verifyCertificateChain(chain []*x509.Certificate, id string, ve
 		}
 	}
 	last := chain[len(chain)-1]
-	for _, k := range s.caKeys {
+	for _, k := range s.trustedCAs() {
 		if signedBy(last, k) {
 			return nil
 		}
@@ -179,7 +179,7 @@ func signedBy(cert *x509.Certificate, key crypto.PublicKey) bool {
 
 // verifySoftwareStatement checks a software statement against the software
 // publisher named by its iss and returns its claims and key set.
-func (s *Server) verifySoftwareStatement(raw string) (map[string]any, *jose.JSONWebKeySet, error) {
+func (s *Server) verifySoftwareStatement(realm, raw string) (map[string]any, *jose.JSONWebKeySet, error) {
 	if raw == "" {
 		return nil, nil, errors.New("missing")
 	}
@@ -192,7 +192,7 @@ func (s *Server) verifySoftwareStatement(raw string) (map[string]any, *jose.JSON
 		return nil, nil, err
 	}
 	iss, _ := claims["iss"].(string)
-	pub := s.publishers[iss]
+	pub := s.publisherKeys(realm, iss)
 	if pub == nil {
 		return nil, nil, fmt.Errorf("issuer %s is not a software publisher", quote(iss))
 	}
@@ -292,7 +292,7 @@ func (s *Server) storeRegistration(realm, id string, node *RegisterNode, thingKe
 	if ident.attr("thingType") == "" {
 		ident.setAttr("thingType", "device")
 	}
-	if !trusted && slices.Contains(s.settings.IoT.RestrictedThingTypes, claimedType) {
+	if !trusted && slices.Contains(s.iotService(ident.Realm).RestrictedThingTypes, claimedType) {
 		return errorf(http.StatusUnauthorized, "Login failure: thingType %s needs a trusted registration (certificate, software statement or administrator)", quote(claimedType)).
 			with(fmt.Errorf("register %s: thingType %s claimed without trust", id, claimedType))
 	}
@@ -353,6 +353,24 @@ func (s *Settings) reservedName(id string) error {
 	}
 	if strings.EqualFold(id, s.Admin.Username) {
 		return fmt.Errorf("the name %s is taken by the administrator", quote(id))
+	}
+	return nil
+}
+
+// reservedName is Settings.reservedName over the clients made through the
+// admin REST too, in any realm.
+func (s *Server) reservedName(id string) error {
+	if err := s.settings.reservedName(id); err != nil {
+		return err
+	}
+	s.agents.mu.RLock()
+	defer s.agents.mu.RUnlock()
+	for _, clients := range s.agents.byRealm {
+		for c, v := range clients {
+			if v != nil && strings.EqualFold(id, c) {
+				return fmt.Errorf("the name %s is taken by an OAuth2 client", quote(id))
+			}
+		}
 	}
 	return nil
 }

@@ -12,7 +12,7 @@ import (
 
 // authenticateClient checks client credentials sent with HTTP Basic
 // (URL-encoded id and secret, RFC 6749 §2.3.1) or in the form (client_secret_post).
-func (s *Server) authenticateClient(r *http.Request) (string, *Client, error) {
+func (s *Server) authenticateClient(r *http.Request, realm string) (string, *Client, error) {
 	id, secret, basic := r.BasicAuth()
 	if basic {
 		var err1, err2 error
@@ -24,7 +24,7 @@ func (s *Server) authenticateClient(r *http.Request) (string, *Client, error) {
 	} else {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}
-	c := s.settings.Clients[id]
+	c := s.client(realm, id)
 	if id == "" || c == nil || subtle.ConstantTimeCompare([]byte(secret), []byte(c.Secret)) != 1 {
 		return "", nil, oauthError(http.StatusUnauthorized, "invalid_client", "Client authentication failed")
 	}
@@ -43,11 +43,11 @@ func parseForm(r *http.Request) error {
 }
 
 // clientForm parses a form POST and authenticates the client that sent it.
-func (s *Server) clientForm(r *http.Request) (string, *Client, error) {
+func (s *Server) clientForm(r *http.Request, realm string) (string, *Client, error) {
 	if err := parseForm(r); err != nil {
 		return "", nil, err
 	}
-	return s.authenticateClient(r)
+	return s.authenticateClient(r, realm)
 }
 
 // formToken looks up the form's token parameter; info is nil when the token is not active.
@@ -66,7 +66,7 @@ func (s *Server) formToken(r *http.Request) (token string, info *tokenInfo, err 
 // handleToken serves the token endpoint: client_credentials, jwt-bearer,
 // refresh_token and device_code grants.
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request, realm string) error {
-	clientID, client, err := s.clientForm(r)
+	clientID, client, err := s.clientForm(r, realm)
 	if err != nil {
 		return err
 	}
@@ -182,7 +182,7 @@ func (s *Server) verifyBearerAssertion(r *http.Request, realm, raw string) (*ide
 // handleIntrospect serves RFC 7662 introspection. A client sees its own
 // tokens; one with introspectAllTokens sees every token; anything else is inactive.
 func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request, realm string) error {
-	clientID, client, err := s.clientForm(r)
+	clientID, client, err := s.clientForm(r, realm)
 	if err != nil {
 		return err
 	}
@@ -202,7 +202,7 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request, realm 
 // handleRevoke serves RFC 7009 revocation: 200 whether or not the token was
 // known, as the RFC requires; only the client a token was issued to can revoke it.
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request, realm string) error {
-	clientID, _, err := s.clientForm(r)
+	clientID, _, err := s.clientForm(r, realm)
 	if err != nil {
 		return err
 	}
@@ -222,7 +222,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request, realm stri
 
 // handleDeviceCode serves the RFC 8628 device authorization endpoint.
 func (s *Server) handleDeviceCode(w http.ResponseWriter, r *http.Request, realm string) error {
-	clientID, client, err := s.clientForm(r)
+	clientID, client, err := s.clientForm(r, realm)
 	if err != nil {
 		return err
 	}

@@ -3,8 +3,11 @@ package amdev
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strings"
+	"sync"
 )
 
 // normalizeRealmPath turns "/", "/a/b", "a/b/" into the canonical "/a/b" form.
@@ -27,10 +30,10 @@ func normalizeRealmPath(p string) (string, error) {
 // errUnknownRealm means a realm parameter names no configured realm or alias.
 var errUnknownRealm = errors.New("unknown realm")
 
-// resolveRealm maps a realm parameter (path, alias or empty) to a configured
-// realm path. The full path is the key: a realm is never found by its last segment.
-// Without a parameter, a DNS alias (the request's host name in RealmHosts) names
-// the realm, as AM's DNS aliases do; otherwise it is the root realm.
+// resolveRealm maps a realm parameter (path, alias or empty) to a realm path.
+// The full path is the key: a realm is never found by its last segment.
+// Without a parameter, a DNS alias (the request's host name among a realm's
+// aliases) names the realm, as AM's DNS aliases do; otherwise it is the root realm.
 func (s *Server) resolveRealm(param, host string) (string, error) {
 	if param == "" {
 		if r := s.hostRealm(host); r != "" {
@@ -39,15 +42,15 @@ func (s *Server) resolveRealm(param, host string) (string, error) {
 		return "/", nil
 	}
 	if !strings.HasPrefix(param, "/") {
-		if p, ok := s.settings.RealmAliases[param]; ok {
-			return normalizeRealmPath(p)
+		if p := s.aliasRealm(param); p != "" {
+			return p, nil
 		}
 	}
 	p, err := normalizeRealmPath(param)
 	if err != nil {
 		return "", err
 	}
-	if _, ok := s.realms[p]; !ok {
+	if !s.realmExists(p) {
 		return "", fmt.Errorf("%w %q", errUnknownRealm, param)
 	}
 	return p, nil
@@ -91,21 +94,98 @@ func splitRealmPath(segs []string) (realm string, rest []string, ok bool) {
 	return "/" + strings.Join(names, "/"), segs, true
 }
 
-// hostRealm is the realm a DNS alias host name maps to, "" for none.
-func (s *Server) hostRealm(host string) string {
-	if len(s.settings.RealmHosts) == 0 {
-		return ""
+// realmInfo is one realm of the realm table.
+type realmInfo struct {
+	active bool
+	// aliases are the realm's aliases as AM keeps them, in one list: a
+	// ?realm= parameter may name one, and a request whose Host is one (a DNS
+	// alias) is in the realm when it names no other.
+	aliases []string
+}
+
+// realmTable is the set of realms: seeded from the settings (realms,
+// realmAliases, realmHosts), changed at run time by the admin REST
+// (global-config/realms). Every realm lookup goes through it.
+type realmTable struct {
+	mu     sync.RWMutex
+	realms map[string]*realmInfo // by full path; "/" always
+}
+
+// newRealmTable seeds the table from validated settings: each realm and its
+// parents, each alias and DNS alias on its realm.
+func newRealmTable(st Settings) *realmTable {
+	t := &realmTable{realms: map[string]*realmInfo{"/": {active: true}}}
+	for _, r := range st.Realms {
+		p, _ := normalizeRealmPath(r) // validated
+		for cur := p; cur != "/"; cur = parentRealm(cur) {
+			if t.realms[cur] == nil {
+				t.realms[cur] = &realmInfo{active: true}
+			}
+		}
 	}
+	add := func(m map[string]string) {
+		for _, alias := range slices.Sorted(maps.Keys(m)) {
+			p, _ := normalizeRealmPath(m[alias]) // validated
+			if ri := t.realms[p]; ri != nil && !slices.Contains(ri.aliases, alias) {
+				ri.aliases = append(ri.aliases, alias)
+			}
+		}
+	}
+	add(st.RealmAliases)
+	add(st.RealmHosts)
+	return t
+}
+
+// realmExists reports whether p is an active realm: an inactive realm
+// serves nothing, as in AM.
+func (s *Server) realmExists(p string) bool {
+	s.realmTab.mu.RLock()
+	defer s.realmTab.mu.RUnlock()
+	ri := s.realmTab.realms[p]
+	return ri != nil && ri.active
+}
+
+// aliasRealm is the active realm that has alias among its aliases, "" for none.
+func (s *Server) aliasRealm(alias string) string {
+	return s.realmWith(func(a string) bool { return a == alias })
+}
+
+// hostRealm is the realm a DNS alias host name maps to, "" for none. Host
+// names compare without case and port.
+func (s *Server) hostRealm(host string) string {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	p, ok := s.settings.RealmHosts[strings.ToLower(host)]
-	if !ok {
+	if host == "" {
 		return ""
 	}
-	r, err := normalizeRealmPath(p)
-	if err != nil {
-		return ""
+	return s.realmWith(func(a string) bool { return strings.EqualFold(a, host) })
+}
+
+func (s *Server) realmWith(match func(alias string) bool) string {
+	s.realmTab.mu.RLock()
+	defer s.realmTab.mu.RUnlock()
+	for p, ri := range s.realmTab.realms {
+		if ri.active && slices.ContainsFunc(ri.aliases, match) {
+			return p
+		}
 	}
-	return r
+	return ""
+}
+
+// realmAliasHosts are the aliases of realm, sorted: each may be a DNS alias
+// the client addressed.
+func (s *Server) realmAliasHosts(realm string) []string {
+	s.realmTab.mu.RLock()
+	defer s.realmTab.mu.RUnlock()
+	ri := s.realmTab.realms[realm]
+	if ri == nil {
+		return nil
+	}
+	out := make([]string, 0, len(ri.aliases))
+	for _, a := range ri.aliases {
+		out = append(out, strings.ToLower(a))
+	}
+	slices.Sort(out)
+	return out
 }

@@ -35,6 +35,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) routeJSON(w http.ResponseWriter, r *http.Request, segs []string) error {
+	if n := len(segs); n > 1 && segs[n-1] == "" {
+		segs = segs[:n-1] // CREST takes "sessions/" as "sessions"
+	}
 	realm, segs, ok := splitRealmPath(segs)
 	if !ok || len(segs) == 0 {
 		return errNotFound()
@@ -42,15 +45,42 @@ func (s *Server) routeJSON(w http.ResponseWriter, r *http.Request, segs []string
 	pathRealm := realm != "/"
 	switch {
 	case len(segs) == 2 && segs[0] == "serverinfo":
-		return s.handleServerInfo(w, r)
+		return s.handleServerInfo(w, r, segs[1])
 	case len(segs) == 1 && segs[0] == "authenticate":
 		return s.handleAuthenticate(w, r, realm, pathRealm)
 	case len(segs) == 1 && segs[0] == "sessions":
 		return s.handleSessions(w, r)
 	case len(segs) == 2 && segs[0] == "things" && segs[1] == "*":
 		return s.handleThings(w, r)
+	case segs[0] == "realm-config" && strings.Join(segs[1:], "/") == "services/"+iotServiceName:
+		return s.handleIoTService(w, r, realm, pathRealm)
 	case segs[0] == "realm-config" && strings.Join(segs[1:], "/") == "services/"+oauthProviderService:
 		return s.handleOAuthProvider(w, r, realm, pathRealm)
+	case !pathRealm && len(segs) >= 2 && segs[0] == "global-config" && segs[1] == "realms":
+		// A realm id is base64 and may hold a "/" (sent as %2F, decoded by now).
+		return s.handleRealms(w, r, strings.Join(segs[2:], "/"))
+	case len(segs) >= 3 && len(segs) <= 4 && segs[0] == "realm-config" && segs[1] == "agents" && segs[2] == agentTypeOAuth2Client:
+		id := ""
+		if len(segs) == 4 {
+			id = segs[3]
+		}
+		return s.handleOAuth2Clients(w, r, realm, pathRealm, id)
+	case len(segs) >= 3 && len(segs) <= 4 && segs[0] == "realm-config" && segs[1] == "agents" && segs[2] == agentTypeSoftwarePublisher:
+		id := ""
+		if len(segs) == 4 {
+			id = segs[3]
+		}
+		return s.handleSoftwarePublishers(w, r, realm, pathRealm, id)
+	case segs[0] == "scripts" && len(segs) <= 2:
+		id := ""
+		if len(segs) == 2 {
+			id = segs[1]
+		}
+		return s.handleScripts(w, r, realm, pathRealm, id)
+	case len(segs) >= 4 && len(segs) <= 6 && segs[0] == "realm-config" && segs[1] == "authentication" && segs[2] == "authenticationtrees":
+		return s.handleJourneys(w, r, realm, pathRealm, segs[3:])
+	case !pathRealm && len(segs) == 7 && strings.Join(segs[:6], "/") == "global-config/secrets/stores/KeyStoreSecretStore/default-keystore/mappings":
+		return s.handleSecretMapping(w, r, segs[6])
 	case segs[0] == "realm-config" || segs[0] == "global-config" || segs[0] == "scripts":
 		return errNotServed(r)
 	case segs[0] == "users" && len(segs) <= 2:
@@ -60,7 +90,8 @@ func (s *Server) routeJSON(w http.ResponseWriter, r *http.Request, segs []string
 		}
 		return s.handleUsers(w, r, realm, pathRealm, id)
 	}
-	return errNotFound()
+	// AM's CREST router names the resource it has no route for.
+	return errorf(http.StatusNotFound, "Resource '%s' not found", strings.Join(segs, "/"))
 }
 
 func (s *Server) routeOAuth2(w http.ResponseWriter, r *http.Request, segs []string) error {
@@ -76,7 +107,7 @@ func (s *Server) routeOAuth2(w http.ResponseWriter, r *http.Request, segs []stri
 		}
 	} else if hr := s.hostRealm(r.Host); realm == "/" && hr != "" {
 		realm = hr // a DNS alias: the root OAuth URLs of that host are its realm's
-	} else if !s.realms[realm] {
+	} else if !s.realmExists(realm) {
 		return errorf(http.StatusNotFound, "Realm not found")
 	}
 	switch strings.Join(segs, "/") {

@@ -9,28 +9,32 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/go-jose/go-jose/v4"
 
 	"imb/amdev/store"
 )
 
 // Server is a running amdev instance.
 type Server struct {
-	settings   Settings
-	realms     map[string]bool
-	baseURL    string // no trailing slash
-	basePath   string // path part of baseURL, "" or "/am"
-	origin     string // scheme://host[:port] of baseURL
-	log        *slog.Logger
-	now        func() time.Time
-	db         *store.DB
-	signer     *signingKey
-	caKeys     []crypto.PublicKey
-	publishers map[string]*jose.JSONWebKeySet // by issuer
+	settings Settings
+	realmTab *realmTable
+	baseURL  string // no trailing slash
+	basePath string // path part of baseURL, "" or "/am"
+	origin   string // scheme://host[:port] of baseURL
+	log      *slog.Logger
+	now      func() time.Time
+	db       *store.DB
+	signer   *signingKey
+	extra    extraKeys // RS256 key and HS256 secret, made on first use
+	// caKeys verify registration certificates; caEntries are the
+	// certificateAuthorities entries they come from (the admin REST's
+	// secret mapping chooses among them).
+	caMu      sync.RWMutex
+	caKeys    []crypto.PublicKey
+	caEntries []string
 
 	mu          sync.Mutex
 	authStates  *pendingAuths
@@ -47,6 +51,14 @@ type Server struct {
 	// settings.OAuth2.
 	provMu    sync.RWMutex
 	providers map[string]OAuth2Provider
+	// iotServices are the realms' IoT Services changed through the admin REST.
+	iotServices map[string]IoTService
+	// agents are the realms' OAuth2 clients changed through the admin REST.
+	agents realmClients
+	// pubAgents are the realms' software publishers changed through the admin REST.
+	pubAgents realmPublishers
+	// journeys are the realms' trees and nodes changed through the admin REST.
+	journeys journeys
 
 	listener net.Listener
 	http     *http.Server
@@ -65,10 +77,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		settings:      settings,
-		realms:        map[string]bool{"/": true},
+		realmTab:      newRealmTable(settings),
 		log:           cfg.Logger,
 		now:           cfg.Now,
-		publishers:    map[string]*jose.JSONWebKeySet{},
 		authStates:    newPendingAuths(settings.MaxPendingAuth, settings.MaxPendingAuthPerSource),
 		sessions:      map[string]*session{},
 		deviceCodes:   map[string]*deviceCode{},
@@ -85,19 +96,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	for _, r := range settings.Realms {
-		p, _ := normalizeRealmPath(r) // validated
-		for cur := p; cur != "/"; cur = parentRealm(cur) {
-			s.realms[cur] = true
-		}
-	}
 	for _, p := range settings.SoftwarePublishers {
-		set, err := parseThingKeys(p.JWKS)
-		if err != nil {
+		if _, err := parseThingKeys(p.JWKS); err != nil {
 			return nil, fmt.Errorf("amdev: software publisher %s: %w", p.Issuer, err)
 		}
-		s.publishers[p.Issuer] = set
 	}
+	s.caEntries = slices.Clone(settings.CertificateAuthorities)
 	if s.caKeys, err = loadCAKeys(settings.CertificateAuthorities); err != nil {
 		return nil, fmt.Errorf("amdev: %w", err)
 	}
@@ -124,6 +128,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 func (s *Server) init(ctx context.Context, cfg Config) error {
 	var err error
 	if s.signer, err = s.loadSigningKey(); err != nil {
+		return fmt.Errorf("amdev: %w", err)
+	}
+	if err := s.loadExtraKeys(); err != nil {
 		return fmt.Errorf("amdev: %w", err)
 	}
 	if err := s.seed(); err != nil {

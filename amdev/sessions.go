@@ -176,7 +176,7 @@ func (s *Server) verifySignedRequest(r *http.Request, ss *session, raw string) (
 	return claims, nil
 }
 
-// handleSessions serves /json/sessions?_action=validate|logout.
+// handleSessions serves /json/sessions?_action=validate|logout|getSessionInfo.
 func (s *Server) handleSessions(w http.ResponseWriter, r *http.Request) error {
 	if err := requireMethod(r, http.MethodPost); err != nil {
 		return err
@@ -185,11 +185,20 @@ func (s *Server) handleSessions(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	action := r.URL.Query().Get("_action")
-	if action != "validate" && action != "logout" {
+	if action != "validate" && action != "logout" && action != "getSessionInfo" {
 		return errBadRequest("Action %s not supported", quote(action))
 	}
 	caller := s.lookupSession(s.sessionToken(r))
 	target := caller
+	if caller == nil && action == "getSessionInfo" {
+		// Administration clients (Frodo) name their own session in the body
+		// only: holding the token is what proves it is theirs.
+		var body struct {
+			TokenID string `json:"tokenId"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body) // a body without tokenId names no session
+		target = s.lookupSession(body.TokenID)
+	}
 	if caller != nil {
 		body, err := s.readBody(r, caller)
 		if err != nil {
@@ -210,6 +219,20 @@ func (s *Server) handleSessions(w http.ResponseWriter, r *http.Request) error {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"valid": true, "sessionUid": target.uidHandle, "uid": target.uid,
 			"realm": target.realm})
+		return nil
+	}
+	if action == "getSessionInfo" {
+		if target == nil {
+			return errorf(http.StatusUnauthorized, "Access Denied")
+		}
+		username := target.uid
+		if target.kind == kindAdmin {
+			username = s.settings.Admin.Username
+		}
+		exp := target.expires.UTC().Format(time.RFC3339)
+		writeJSON(w, http.StatusOK, map[string]any{"username": username, "universalId": "id=" + username + ",ou=user,dc=openam,dc=forgerock,dc=org",
+			"realm": target.realm, "latestAccessTime": s.now().UTC().Format(time.RFC3339),
+			"maxIdleExpirationTime": exp, "maxSessionExpirationTime": exp, "properties": map[string]any{}})
 		return nil
 	}
 	if target == nil || !s.endSession(target.token) {

@@ -127,8 +127,14 @@ type OAuth2Provider struct {
 	RefreshTokenLifetime Duration `yaml:"refreshTokenLifetime"`
 	DeviceCodeLifetime   Duration `yaml:"deviceCodeLifetime"`
 	DevicePollInterval   Duration `yaml:"devicePollInterval"`
-	// TokenFormat is "jwt" (ES256 client-based tokens) or "opaque" (server-side tokens).
+	// TokenFormat is "jwt" (client-based tokens) or "opaque" (server-side,
+	// CTS-based tokens).
 	TokenFormat string `yaml:"tokenFormat"`
+	// SigningAlgorithm signs client-based tokens: ES256 (the default), RS256
+	// (a key published in the JWKS) or HS256 (a secret amdev keeps: a
+	// resource server must introspect these tokens), as AM's
+	// advancedOAuth2Config.tokenSigningAlgorithm.
+	SigningAlgorithm string `yaml:"tokenSigningAlgorithm"`
 	// CompoundSubject makes sub "(usr!id)" with subname id; false makes sub the plain id.
 	CompoundSubject bool `yaml:"compoundSubject"`
 	// IssueRefreshTokens adds refresh tokens to thing and device-grant token responses.
@@ -148,6 +154,11 @@ type Client struct {
 	// IntrospectAllTokens lets the client introspect tokens issued to other
 	// clients (AM's am-introspect-all-tokens scope).
 	IntrospectAllTokens bool `yaml:"introspectAllTokens"`
+	// Inactive refuses the client's authentication (AM's status Inactive).
+	Inactive bool `yaml:"inactive"`
+	// AccessTokenLifetime, when set, replaces the provider's for the
+	// client's access tokens (AM's per-client accessTokenLifetime; 0 inherits).
+	AccessTokenLifetime Duration `yaml:"accessTokenLifetime"`
 }
 
 // SoftwarePublisher is a software publisher agent.

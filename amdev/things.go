@@ -62,9 +62,9 @@ func (s *Server) handleThings(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) thingClient(ident *identity) (string, *Client, error) {
 	name := ident.attr("thingOAuth2ClientName")
 	if name == "" {
-		name = s.settings.IoT.OAuthClientName
+		name = s.iotService(ident.Realm).OAuthClientName
 	}
-	c := s.settings.Clients[name]
+	c := s.client(ident.Realm, name)
 	if c == nil {
 		return "", nil, errorf(http.StatusBadRequest, "OAuth 2.0 client %s not found", quote(name))
 	}
@@ -118,7 +118,7 @@ func grantScopes(c *Client, requested []string) ([]string, error) {
 
 func (s *Server) thingGrant(ident *identity, clientID string, scopes []string, grantType string) grant {
 	subject := ident.ID
-	if attr := s.settings.IoT.OAuthSubjectAttribute; attr != "" && ident.attr(attr) != "" {
+	if attr := s.iotService(ident.Realm).OAuthSubjectAttribute; attr != "" && ident.attr(attr) != "" {
 		subject = ident.attr(attr)
 	}
 	return grant{Realm: ident.Realm, ClientID: clientID, Subject: subject, SubjectType: "usr", ThingID: ident.ID,
@@ -242,7 +242,7 @@ func (s *Server) thingIntrospect(w http.ResponseWriter, ident *identity, body ma
 // thingAttributes answers the allow-listed attributes (narrowed by _fields)
 // as AM does: _id a string, every other attribute an array of strings.
 func (s *Server) thingAttributes(w http.ResponseWriter, ident *identity, fields string) error {
-	names := s.settings.IoT.AttributeAllowlist
+	names := s.iotService(ident.Realm).AttributeAllowlist
 	if fields != "" {
 		var picked []string
 		for _, f := range strings.Split(fields, ",") {

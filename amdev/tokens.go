@@ -78,6 +78,9 @@ func (s *Server) issue(g grant, withRefresh bool) (tokenResponse, error) {
 	}
 	prov := s.provider(g.Realm)
 	life := time.Duration(prov.AccessTokenLifetime)
+	if c := s.client(g.Realm, g.ClientID); c != nil && c.AccessTokenLifetime > 0 {
+		life = time.Duration(c.AccessTokenLifetime)
+	}
 	exp := now.Add(life)
 	rec := tokenRecord{Grant: g, JTI: randomToken(20), Issued: now.Unix(), Expires: exp.Unix()}
 	var access string
@@ -156,7 +159,11 @@ func (s *Server) signAccessToken(rec tokenRecord) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("encode access token: %w", err)
 	}
-	obj, err := s.signer.signer.Sign(payload)
+	signer, err := s.tokenSigner(s.provider(rec.Grant.Realm).SigningAlgorithm)
+	if err != nil {
+		return "", fmt.Errorf("sign access token: %w", err)
+	}
+	obj, err := signer.Sign(payload)
 	if err != nil {
 		return "", fmt.Errorf("sign access token: %w", err)
 	}
@@ -203,11 +210,15 @@ func (s *Server) lookupToken(token string) (*tokenInfo, error) {
 
 // verifyAccessJWT verifies one of amdev's JWT access tokens and rebuilds its record.
 func (s *Server) verifyAccessJWT(token string) (*tokenRecord, error) {
-	obj, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
-	if err != nil {
+	obj, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.HS256})
+	if err != nil || len(obj.Signatures) != 1 {
 		return nil, errInactive
 	}
-	payload, err := obj.Verify(&s.signer.private.PublicKey)
+	key := s.verificationKey(jose.SignatureAlgorithm(obj.Signatures[0].Header.Algorithm))
+	if key == nil {
+		return nil, errInactive
+	}
+	payload, err := obj.Verify(key)
 	if err != nil {
 		return nil, errInactive
 	}

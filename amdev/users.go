@@ -33,7 +33,7 @@ func (s *Server) handleUsers(w http.ResponseWriter, r *http.Request, realm strin
 		if realm, err = s.resolveRealm(r.URL.Query().Get("realm"), r.Host); err != nil {
 			return errBadRequest("Invalid realm")
 		}
-	} else if !s.realms[realm] {
+	} else if !s.realmExists(realm) {
 		return errNotFound()
 	}
 	caller := s.lookupSession(s.sessionToken(r))
@@ -92,7 +92,7 @@ func (s *Server) handleUsers(w http.ResponseWriter, r *http.Request, realm strin
 	if strings.ContainsAny(id, "/\\?#*\x00") || len(id) > 256 {
 		return errBadRequest("Invalid identity id")
 	}
-	if err := s.settings.reservedName(id); err != nil {
+	if err := s.reservedName(id); err != nil {
 		return errorf(http.StatusConflict, "Invalid identity id: %v", err)
 	}
 	existing, err := s.getIdentity(realm, id)

@@ -85,9 +85,23 @@ func (cc *claimCond) String() string {
 	return cc.name + " in [" + strings.Join(parts, ", ") + "]"
 }
 
-// applies reports whether the rule's scope and claim conditions hold for s.
-// scopes is any-of, all_scopes all-of, and every claim condition must hold.
-func (r *Rule) applies(s *Subject) bool {
+// selector is what chooses the identities a rule or a limit entry applies to: scopes
+// (any of), all_scopes (all of), claim conditions and, for limit entries, subject
+// patterns. Rules and limit entries share it, so that both select alike.
+type selector struct {
+	anyScopes []string
+	allScopes []string
+	claims    []claimCond
+	subjects  []subjectPattern
+}
+
+// applies reports whether the selector's conditions hold for s.
+// scopes is any-of, all_scopes all-of, every claim condition must hold, and one
+// subject pattern (when there are any) must match s.ID.
+func (r *selector) applies(s *Subject) bool {
+	if len(r.subjects) > 0 && r.matchSubject(s.ID) == nil {
+		return false
+	}
 	if len(r.anyScopes) > 0 {
 		found := false
 		for _, want := range r.anyScopes {
@@ -125,8 +139,18 @@ func hasScope(scopes []string, want string) bool {
 
 // Conditions describes the rule's conditions for explain, e.g.
 // `scopes any of [publish]; claims thingType in ["gateway"]`, or "none".
-func (r *Rule) Conditions() string {
+func (r *Rule) Conditions() string { return r.selector.conditions() }
+
+// conditions renders the selector for explain, or "none".
+func (r *selector) conditions() string {
 	var parts []string
+	if len(r.subjects) > 0 {
+		pats := make([]string, len(r.subjects))
+		for i, sp := range r.subjects {
+			pats[i] = sp.String()
+		}
+		parts = append(parts, "subjects ["+strings.Join(pats, ", ")+"]")
+	}
 	if len(r.anyScopes) > 0 {
 		parts = append(parts, "scopes any of ["+strings.Join(r.anyScopes, ", ")+"]")
 	}

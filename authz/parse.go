@@ -176,7 +176,7 @@ func (p *parser) document(n *yaml.Node, pol *Policy) {
 		p.errorf(n, "policy is empty (write at least `rules:`)")
 		return
 	}
-	for _, f := range p.mapping(n, "the policy", []string{"version", "rules", "anonymous"}) {
+	for _, f := range p.mapping(n, "the policy", []string{"version", "rules", "anonymous", "limits"}) {
 		switch f.key.Value {
 		case "version":
 			if f.value.Kind != yaml.ScalarNode || f.value.Tag != "!!int" || f.value.Value != "1" {
@@ -186,6 +186,8 @@ func (p *parser) document(n *yaml.Node, pol *Policy) {
 			pol.rules = p.ruleList(f.value, pol.file, false)
 		case "anonymous":
 			pol.anonymous = p.ruleList(f.value, pol.file, true)
+		case "limits":
+			pol.limits = p.limitList(f.value, pol.file)
 		}
 	}
 }
@@ -239,6 +241,11 @@ func (r *Rule) identity() string {
 	for i, a := range r.Actions {
 		actions[i] = a.String()
 	}
+	return joinSorted(r.Effect.String(), actions, slices.Clone(r.Topics)) + "\x02" + r.selector.key()
+}
+
+// key is what makes two selectors the same, order-insensitive.
+func (r *selector) key() string {
 	claims := make([]string, len(r.claims))
 	for i, c := range r.claims {
 		vals := make([]string, len(c.values))
@@ -248,15 +255,39 @@ func (r *Rule) identity() string {
 		slices.Sort(vals)
 		claims[i] = c.name + "=" + strings.Join(vals, ",")
 	}
-	parts := [][]string{actions, slices.Clone(r.Topics), slices.Clone(r.anyScopes), slices.Clone(r.allScopes), claims}
+	subjects := make([]string, len(r.subjects))
+	for i, sp := range r.subjects {
+		subjects[i] = sp.String()
+	}
+	return joinSorted("", slices.Clone(r.anyScopes), slices.Clone(r.allScopes), claims, subjects)
+}
+
+// joinSorted sorts each part and joins head and the parts with separators that no
+// policy value holds.
+func joinSorted(head string, parts ...[]string) string {
 	var b strings.Builder
-	b.WriteString(r.Effect.String())
+	b.WriteString(head)
 	for _, part := range parts {
 		slices.Sort(part)
 		b.WriteByte(0)
 		b.WriteString(strings.Join(part, "\x01"))
 	}
 	return b.String()
+}
+
+// selectorField parses one key of a selector (scopes, all_scopes, claims,
+// subjects) into sel; rules and limit entries both call it.
+func (p *parser) selectorField(f field, sel *selector) {
+	switch f.key.Value {
+	case "scopes":
+		sel.anyScopes = p.strings(f.value, "scopes", false)
+	case "all_scopes":
+		sel.allScopes = p.strings(f.value, "all_scopes", false)
+	case "claims":
+		sel.claims = p.claimConds(f.value)
+	case "subjects":
+		sel.subjects = p.subjectPatterns(f.value)
+	}
 }
 
 // ruleKeys returns the keys a rule may have; anonymous rules have no conditions.
@@ -287,12 +318,8 @@ func (p *parser) rule(n *yaml.Node, file string, anonymous bool) (*Rule, bool) {
 			r.Actions = p.actions(f.value)
 		case "topics":
 			r.templates = p.topics(f.value, anonymous)
-		case "scopes":
-			r.anyScopes = p.strings(f.value, "scopes", false)
-		case "all_scopes":
-			r.allScopes = p.strings(f.value, "all_scopes", false)
-		case "claims":
-			r.claims = p.claimConds(f.value)
+		case "scopes", "all_scopes", "claims":
+			p.selectorField(f, &r.selector)
 		case "max_qos":
 			r.MaxQoS = p.qos(f.value)
 		case "retain":

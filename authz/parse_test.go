@@ -23,7 +23,7 @@ func TestParseErrors(t *testing.T) {
 		{"not a mapping", "- a\n", []string{"p.yaml:1:1: the policy must be a mapping"}},
 		{"yaml syntax", "rules:\n\t- x\n", []string{"p.yaml:2:1: invalid YAML: found character that cannot start any token"}},
 		{"two documents", "rules: []\n---\nrules: []\n", []string{"p.yaml:2:1: a policy file holds one YAML document; remove the second"}},
-		{"unknown top key", "rules: []\nrule: []\n", []string{`p.yaml:2:1: unknown key "rule" in the policy (known: version, rules, anonymous)`}},
+		{"unknown top key", "rules: []\nrule: []\n", []string{`p.yaml:2:1: unknown key "rule" in the policy (known: version, rules, anonymous, limits)`}},
 		{"bad version", "version: 2\nrules: []\n", []string{`p.yaml:1:10: unsupported version "2" (this imb reads version: 1)`}},
 		{"rules not a list", "rules: {a: 1}\n", []string{"p.yaml:1:8: rules must be a list of rules"}},
 		{"rule not a mapping", "rules:\n  - allow\n", []string{"p.yaml:2:5: a rule must be a mapping"}},
@@ -82,7 +82,7 @@ func TestParseErrors(t *testing.T) {
 		{"claim value a map", rule0 + "    claims: {a: {b: c}}\n", []string{"p.yaml:5:17: claim a: a condition value must be a string, number or boolean"}},
 		{"claim bad name", rule0 + "    claims: {\"a b\": c}\n", []string{`p.yaml:5:14: claim name "a b" may contain only letters, digits, '_', '-', ':' and '.'`}},
 		{"alias", "x: &a [1]\nrules: *a\n", []string{
-			`p.yaml:1:1: unknown key "x" in the policy (known: version, rules, anonymous)`,
+			`p.yaml:1:1: unknown key "x" in the policy (known: version, rules, anonymous, limits)`,
 			"p.yaml:2:8: YAML aliases are not supported in a policy"}},
 		{"non-string key", "rules:\n  - {1: a, effect: allow, actions: [publish], topics: [a]}\n", []string{"p.yaml:2:6: a rule keys must be plain names"}},
 		{"name not printable", "rules:\n  - {name: \"a\\tb\", effect: allow, actions: [publish], topics: [a]}\n", []string{"p.yaml:2:12: name must be 1 to 100 printable characters"}},

@@ -17,6 +17,7 @@ type Policy struct {
 	file      string
 	rules     []*Rule
 	anonymous []*Rule
+	limits    []*LimitEntry
 }
 
 // Rule is one entry of the policy, as written.
@@ -42,9 +43,7 @@ type Rule struct {
 	// Anonymous marks a rule of the anonymous section.
 	Anonymous bool
 
-	anyScopes []string
-	allScopes []string
-	claims    []claimCond
+	selector
 	templates []template
 }
 
@@ -94,10 +93,18 @@ func (p *Policy) Summary() string {
 	allow, deny := countEffects(p.rules)
 	s := fmt.Sprintf("%s: valid: %d rules (%d allow, %d deny)", p.file, len(p.rules), allow, deny)
 	if len(p.anonymous) == 0 {
-		return s + "; anonymous: none (clients without a token cannot connect)"
+		s += "; anonymous: none (clients without a token cannot connect)"
+		if len(p.limits) > 0 {
+			s += fmt.Sprintf("; limits: %d entries", len(p.limits))
+		}
+		return s
 	}
 	allow, deny = countEffects(p.anonymous)
-	return s + fmt.Sprintf("; anonymous: %d rules (%d allow, %d deny)", len(p.anonymous), allow, deny)
+	s += fmt.Sprintf("; anonymous: %d rules (%d allow, %d deny)", len(p.anonymous), allow, deny)
+	if len(p.limits) > 0 {
+		s += fmt.Sprintf("; limits: %d entries", len(p.limits))
+	}
+	return s
 }
 
 // AllowsAnonymous reports whether clients without a token may connect: true when

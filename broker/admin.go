@@ -41,6 +41,16 @@ func startAdmin(addr string, b *Broker) (*adminServer, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(b.registry, promhttp.HandlerOpts{}))
 	mux.Handle("GET /status", b.serveStatus(newStatusAccess(b.cfg)))
 	mux.Handle("GET /{$}", http.RedirectHandler("/status", http.StatusFound))
+	mux.HandleFunc("POST /admin/v1/revocations", b.serveRevocation)
+	mux.HandleFunc("GET /admin/v1/sessions", b.serveSessions)
+	mux.HandleFunc("/ssf/events", func(w http.ResponseWriter, r *http.Request) {
+		if b.ssf == nil {
+			writeJSON(w, http.StatusNotFound, map[string]string{"err": "invalid_request",
+				"description": "no Security Event Token receiver configured: set ssf.issuer, ssf.jwks_url (or ssf.jwks_file) and ssf.audience in imb.yaml (docs/revocation.md)"})
+			return
+		}
+		b.ssf.ServeHTTP(w, r)
+	})
 	a := &adminServer{
 		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
 		addr: ln.Addr().String(),
@@ -60,12 +70,17 @@ func (a *adminServer) close() {
 	_ = a.srv.Shutdown(ctx)
 }
 
-func writeStatus(w http.ResponseWriter, code int, status, detail string) {
+// writeJSON answers with v as JSON.
+func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeStatus(w http.ResponseWriter, code int, status, detail string) {
 	body := map[string]string{"status": status}
 	if detail != "" {
 		body["error"] = detail
 	}
-	_ = json.NewEncoder(w).Encode(body)
+	writeJSON(w, code, body)
 }

@@ -25,26 +25,32 @@ import (
 	"go.etcd.io/bbolt"
 
 	"imb/authz"
+	"imb/cluster"
 	"imb/hooks"
 	"imb/introspect"
+	"imb/ssf"
 )
 
 // Broker is one running imb.
 type Broker struct {
-	cfg      Config
-	log      *slog.Logger
-	server   *mqtt.Server
-	hook     *hooks.Hook
-	sessions *boltSubjects
-	store    mqtt.Hook // the storage hook, nil without a data directory
-	registry *prometheus.Registry
-	admin    *adminServer
-	denials  *denialRing // recent denials, for the status page
-	addrs    map[string]string
-	bound    map[string]net.Listener // sockets bound by bind, until listen hands them over
-	ready    func(ctx context.Context) error
-	jwt      *introspect.JWTValidator // nil without local JWT validation
-	cache    *introspect.Cache        // nil without a cache
+	cfg       Config
+	log       *slog.Logger
+	server    *mqtt.Server
+	hook      *hooks.Hook
+	sessions  *boltSubjects
+	store     mqtt.Hook // the storage hook, nil without a data directory
+	registry  *prometheus.Registry
+	admin     *adminServer
+	denials   *denialRing // recent denials, for the status page
+	addrs     map[string]string
+	bound     map[string]net.Listener // sockets bound by bind, until listen hands them over
+	ready     func(ctx context.Context) error
+	jwt       *introspect.JWTValidator // nil without local JWT validation
+	cache     *introspect.Cache        // nil without a cache
+	cluster   *clusterNode             // nil for a single node
+	door      *door                    // the HTTP door, nil without http_addr and https_addr
+	ssf       *ssf.Receiver            // the Security Event Token receiver, nil without ssf:
+	validator hooks.TokenValidator     // judges the administrator's API tokens too
 
 	mu      sync.Mutex
 	closed  bool
@@ -100,6 +106,7 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b.ready = ready
+	b.validator = validator
 	b.denials = newDenialRing(recentDenials)
 	b.jwt = cfg.jwt
 	b.cache, _ = validator.(*introspect.Cache)
@@ -132,6 +139,11 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 			Options: &bbolt.Options{Timeout: 2 * time.Second, NoSync: !cfg.DataFsync, NoFreelistSync: true},
 		}
 	}
+	if cfg.Cluster.Enabled() {
+		if err := b.joinCluster(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if b.hook, err = b.newHook(validator, policy, metrics, store); err != nil {
 		err = configErr(err)
 	} else {
@@ -139,6 +151,9 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 	}
 	if err == nil {
 		err = b.server.AddHook(b.protocolHook(), nil)
+	}
+	if err == nil && b.cluster != nil {
+		err = b.server.AddHook(b.cluster.hook, nil)
 	}
 	if err == nil && store != nil {
 		if err = b.server.AddHook(store, storeOpts); err != nil {
@@ -149,9 +164,15 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		if b.sessions != nil {
 			_ = b.sessions.Close()
 		}
+		if b.cluster != nil {
+			b.cluster.leave()
+		}
 		return nil, err
 	}
 	metrics.Watch(b.registry, b.hook)
+	if b.cluster != nil {
+		registerClusterMetrics(b.registry, b.cluster)
+	}
 	if c, ok := validator.(*introspect.Cache); ok {
 		registerCacheMetrics(b.registry, c)
 	}
@@ -164,10 +185,29 @@ func (b *Broker) serve(ctx context.Context) (*Broker, error) {
 	fail := func(err error) (*Broker, error) {
 		b.unbind()
 		_ = b.server.Close()
+		if b.cluster != nil {
+			b.cluster.leave()
+		}
 		if b.sessions != nil {
 			_ = b.sessions.Close()
 		}
+		if b.ssf != nil {
+			_ = b.ssf.Close()
+		}
 		return nil, err
+	}
+	// The receiver exists before the cluster's events arrive: they name the SETs other nodes accepted.
+	ssfr, err := b.startSSF(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	b.ssf = ssfr
+	if b.cluster != nil {
+		// Retained messages of the cluster are loaded before any client can subscribe.
+		if err := b.cluster.hook.Run(ctx); err != nil {
+			return fail(err)
+		}
+		go b.watchCluster()
 	}
 	if err := b.listen(); err != nil {
 		return fail(err)
@@ -211,10 +251,23 @@ func (b *Broker) newHook(v hooks.TokenValidator, p *authz.Policy, m *hooks.Metri
 		ValidateTimeout:    b.cfg.ValidateTimeout,
 		RevalidateInterval: b.cfg.RevalidateInterval,
 		MaxSubscriptions:   b.cfg.MaxSubscriptions,
+		ConnectRatePerAddr: b.cfg.ConnectRatePerAddr,
 		Audit:              b.cfg.Audit,
 		Metrics:            m,
 		Storage:            storage,
 		Denied:             b.denials.add,
+
+		RevocationRetention: b.cfg.RevocationRetention,
+		ClaimMap:            b.cfg.claimMap(),
+	}
+	if b.cluster != nil {
+		cfg.Cluster = b.cluster.hook
+		cfg.LimitCounter = b.cluster.hook.LimitCounter()
+		cfg.Revoked = func(hash string) {
+			if err := b.cluster.hook.Broadcast(cluster.Event{Kind: cluster.EventTokenRevoked, Token: hash}); err != nil {
+				b.log.Warn("revocation not told to the cluster", "error", err)
+			}
+		}
 	}
 	if b.sessions != nil {
 		cfg.Sessions = b.sessions
@@ -269,19 +322,32 @@ func (b *Broker) listen() error {
 			return err
 		}
 	}
+	if b.cfg.HTTPSAddr != "" && tlsConf == nil {
+		c, err := b.cfg.tlsConfig()
+		if err != nil {
+			return configErr(err)
+		}
+		tlsConf = c
+	}
+	if err := b.listenDoor(gate, tlsConf); err != nil {
+		return err
+	}
 	if len(b.addrs) == 0 {
 		return configErr(errors.New("no MQTT listener configured"))
 	}
 	return nil
 }
 
-// listenerKeys are the MQTT listeners by id, with their imb.yaml keys.
+// listenerKeys are the listeners by id, with their imb.yaml keys: the MQTT ones and the HTTP
+// door's.
 func (c *Config) listenerKeys() [][3]string {
 	return [][3]string{
 		{"tcp", "mqtt_addr", c.MQTTAddr},
 		{"tls", "tls_addr", c.TLSAddr},
 		{"ws", "ws_addr", c.WSAddr},
 		{"wss", "wss_addr", c.WSSAddr},
+		{"http", "http_addr", c.HTTPAddr},
+		{"https", "https_addr", c.HTTPSAddr},
 	}
 }
 
@@ -330,7 +396,7 @@ func Check(cfg Config) (string, error) {
 	if cfg.AllowAll {
 		return "", configErr(errors.New("allow-all is a measurement baseline, not a configuration"))
 	}
-	if cfg.TLSAddr != "" || cfg.WSSAddr != "" {
+	if cfg.needsTLS() {
 		if _, err := cfg.tlsConfig(); err != nil {
 			return "", configErr(err)
 		}
@@ -356,8 +422,8 @@ func Check(cfg Config) (string, error) {
 	return fmt.Sprintf("configuration valid: tokens: %s; %s", plan, policy.Summary()), nil
 }
 
-// Addr returns the bound address of a listener: "tcp", "tls", "ws", "wss" or
-// "admin"; "" if it is not configured.
+// Addr returns the bound address of a listener: "tcp", "tls", "ws", "wss", "http",
+// "https" or "admin"; "" if it is not configured.
 func (b *Broker) Addr(name string) string { return b.addrs[name] }
 
 // Hook returns the identity hook (for tests and the dev command).
@@ -372,6 +438,9 @@ func (b *Broker) Registry() *prometheus.Registry { return b.registry }
 // Ready reports whether the broker can take connections: listeners bound and the
 // identity provider's keys or introspection endpoint reachable.
 func (b *Broker) Ready(ctx context.Context) error {
+	if b.cluster != nil && !b.cluster.engine.Joined() {
+		return errors.New("not joined to the cluster engine")
+	}
 	if b.ready == nil {
 		return nil
 	}
@@ -428,7 +497,14 @@ func (b *Broker) Close() error {
 	if b.admin != nil {
 		b.admin.close()
 	}
+	if b.ssf != nil {
+		_ = b.ssf.Close()
+	}
+	b.closeDoor()
 	err := b.server.Close()
+	if b.cluster != nil {
+		b.cluster.leave()
+	}
 	if b.sessions != nil {
 		err = errors.Join(err, b.sessions.Close())
 	}

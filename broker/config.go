@@ -32,8 +32,10 @@ type Config struct {
 	WSSAddr   string   `yaml:"wss_addr"`   // MQTT over WebSocket with TLS
 	WSOrigins []string `yaml:"ws_origins"` // browser Origins allowed on WebSocket (empty: any)
 	AdminAddr string   `yaml:"admin_addr"` // /healthz, /readyz, /metrics (default 127.0.0.1:9100)
+	HTTPAddr  string   `yaml:"http_addr"`  // the HTTP door: publish and subscribe with a bearer token (docs/http.md)
+	HTTPSAddr string   `yaml:"https_addr"` // the HTTP door over TLS
 
-	TLSCert     string `yaml:"tls_cert"`      // PEM certificate chain for tls_addr and wss_addr
+	TLSCert     string `yaml:"tls_cert"`      // PEM certificate chain for tls_addr, wss_addr and https_addr
 	TLSKey      string `yaml:"tls_key"`       // PEM private key
 	TLSClientCA string `yaml:"tls_client_ca"` // PEM CA bundle: when set, client certificates are required
 
@@ -107,6 +109,7 @@ type Config struct {
 	// Introspection requests caused by CONNECTs with unknown tokens; beyond: CONNACK 0x9F (3.1.1: 0x03).
 	MaxUpstreamValidations int           `yaml:"max_upstream_validations"` // in flight, all sources (default 256; 0: introspect_max_conns)
 	UpstreamValidationRate float64       `yaml:"upstream_validation_rate"` // per source IP address, per second, burst twice that (default 20)
+	ConnectRatePerAddr     float64       `yaml:"connect_rate_per_addr"`    // every CONNECT per source IP address, per second, burst twice that; beyond: 0x9F (default 0: off)
 	SysInterval            time.Duration `yaml:"sys_interval"`             // $SYS publishing interval (default 30s, at least 10s)
 
 	// AdminToken guards the admin listener's status page (bearer token, or the
@@ -114,9 +117,22 @@ type Config struct {
 	// on a loopback admin_addr.
 	AdminToken string `yaml:"admin_token"`
 
+	// AdminScope is the scope an access token of the identity provider must carry to call the administrator's
+	// API (POST /admin/v1/revocations, GET /admin/v1/sessions); without it that API answers 403.
+	AdminScope string `yaml:"admin_scope"`
+	// RevocationRetention is how long a revocation (an event or an administrator's) is remembered to refuse the
+	// tokens it names (default 24h; longer than the identity provider's access tokens live).
+	RevocationRetention time.Duration `yaml:"revocation_retention"`
+	// SSF is the Security Event Token receiver at POST /ssf/events of the admin listener (docs/revocation.md).
+	SSF SSFConfig `yaml:"ssf"`
+
 	// ServerKeepAlive, when set, replaces the keep-alive of MQTT 5 clients and is
 	// sent to them in CONNACK (3.1.1 cannot be told one and keeps its own).
 	ServerKeepAlive time.Duration `yaml:"server_keep_alive"`
+
+	// Cluster makes this node one of several that behave as one broker (see
+	// docs/cluster.md). Without NATS or Embed the broker is a single node.
+	Cluster ClusterConfig `yaml:"cluster"`
 
 	// Logger receives operational logs; Audit the audit trail (default: Logger).
 	Logger *slog.Logger `yaml:"-"`
@@ -131,6 +147,59 @@ type Config struct {
 	// listener that is not on a loopback address. Never a deployment setting.
 	AllowAll bool `yaml:"-"`
 }
+
+// ClusterConfig is the cluster: section of imb.yaml.
+type ClusterConfig struct {
+	NATS      []string      `yaml:"nats"`       // URLs of an existing NATS cluster with JetStream to join
+	NATSCreds string        `yaml:"nats_creds"` // NATS credentials file for nats
+	NATSCA    string        `yaml:"nats_ca"`    // PEM CA bundle that verifies the NATS servers (TLS)
+	Embed     string        `yaml:"embed"`      // HOST:PORT: run a NATS node with JetStream in this process, its routes on this address
+	Routes    []string      `yaml:"routes"`     // the other embedded nodes' route URLs, nats://HOST:PORT
+	NodeName  string        `yaml:"node_name"`  // this node's name in the cluster, logs, metrics and the audit log (default: host name)
+	Replicas  int           `yaml:"replicas"`   // copies of each stream (default 3 with three or more servers, else 1)
+	LostGrace time.Duration `yaml:"lost_grace"` // how long connections stay after the engine is lost (default 5s)
+}
+
+// SSFConfig is the ssf: section of imb.yaml: the transmitter whose Security Event Tokens (RFC 8417, pushed as
+// RFC 8935 says) the broker accepts. Without issuer the receiver is off.
+type SSFConfig struct {
+	Issuer   string        `yaml:"issuer"`    // the transmitter's iss
+	JWKSURL  string        `yaml:"jwks_url"`  // its key set
+	JWKSFile string        `yaml:"jwks_file"` // or a local copy of it
+	Audience string        `yaml:"audience"`  // this broker, as the transmitter names it in aud
+	MaxAge   time.Duration `yaml:"max_age"`   // oldest iat accepted (default 5m); jti are remembered as long
+}
+
+// Enabled reports whether the configuration turns the receiver on.
+func (c SSFConfig) Enabled() bool {
+	return c.Issuer != "" || c.JWKSURL != "" || c.JWKSFile != "" || c.Audience != ""
+}
+
+// check says what an enabled receiver lacks, naming the key (for file:line errors, the key of the section).
+func (c SSFConfig) check() (key string, err error) {
+	if !c.Enabled() {
+		return "", nil
+	}
+	switch {
+	case c.Issuer == "":
+		return "issuer", errors.New("ssf: issuer is required: the iss of the transmitter's events")
+	case c.Audience == "":
+		return "audience", errors.New("ssf: audience is required: this broker as the transmitter names it in aud")
+	case (c.JWKSURL == "") == (c.JWKSFile == ""):
+		return "jwks_url", errors.New("ssf: give jwks_url or jwks_file (one): the transmitter's signing keys")
+	case c.MaxAge < 0:
+		return "max_age", fmt.Errorf("ssf: max_age %s: must be positive", c.MaxAge)
+	}
+	if c.JWKSURL != "" {
+		if u, err := url.Parse(c.JWKSURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return "jwks_url", fmt.Errorf("ssf: jwks_url %q: want an absolute http or https URL", c.JWKSURL)
+		}
+	}
+	return "", nil
+}
+
+// Enabled reports whether the configuration makes the broker a cluster node.
+func (c ClusterConfig) Enabled() bool { return len(c.NATS) > 0 || c.Embed != "" }
 
 // capabilities are mochi's settings for this configuration.
 func (c *Config) capabilities() *mqtt.Capabilities {
@@ -155,7 +224,7 @@ func (c *Config) capabilities() *mqtt.Capabilities {
 
 // checkLoopbackOnly refuses an allow-all broker reachable from another machine.
 func (c *Config) checkLoopbackOnly() error {
-	for _, a := range []string{c.MQTTAddr, c.TLSAddr, c.WSAddr, c.WSSAddr, c.AdminAddr} {
+	for _, a := range []string{c.MQTTAddr, c.TLSAddr, c.WSAddr, c.WSSAddr, c.HTTPAddr, c.HTTPSAddr, c.AdminAddr} {
 		if a == "" {
 			continue
 		}
@@ -195,6 +264,9 @@ func Defaults() Config {
 		MaxPendingConnectsPerAddr: 256,
 		MaxUpstreamValidations:    256,
 		UpstreamValidationRate:    introspect.DefaultSourceRate,
+		Cluster:                   ClusterConfig{LostGrace: 5 * time.Second},
+		RevocationRetention:       hooks.DefaultRevocationRetention,
+		SSF:                       SSFConfig{MaxAge: 5 * time.Minute},
 	}
 }
 
@@ -271,8 +343,25 @@ func (c *Config) fill() error {
 	if c.Policy == nil && c.PolicyFile == "" {
 		c.PolicyFile = d.PolicyFile
 	}
-	if (c.TLSAddr != "" || c.WSSAddr != "") && (c.TLSCert == "" || c.TLSKey == "") {
-		return errors.New("tls_addr and wss_addr need tls_cert and tls_key")
+	if err := c.Cluster.fill(); err != nil {
+		return err
+	}
+	if _, err := c.SSF.check(); err != nil {
+		return err
+	}
+	if c.SSF.MaxAge == 0 {
+		c.SSF.MaxAge = d.SSF.MaxAge
+	}
+	if c.RevocationRetention <= 0 {
+		c.RevocationRetention = d.RevocationRetention
+	}
+	if c.Cluster.Enabled() {
+		// Every log and audit line of a cluster node names it, so that the lines of
+		// several nodes can be read together.
+		c.Logger, c.Audit = c.Logger.With("node", c.Cluster.NodeName), c.Audit.With("node", c.Cluster.NodeName)
+	}
+	if c.needsTLS() && (c.TLSCert == "" || c.TLSKey == "") {
+		return errors.New("tls_addr, wss_addr and https_addr need tls_cert and tls_key")
 	}
 	if !c.AllowAll && c.Validator == nil && c.Issuer == "" && c.JWKSURL == "" && c.JWKSFile == "" && c.IntrospectURL == "" {
 		return errors.New("no token validation configured: set issuer, jwks_url, jwks_file or introspect_url")
@@ -315,6 +404,9 @@ func (c *Config) CheckAudience() error {
 	}
 	return nil
 }
+
+// needsTLS reports whether a TLS listener is configured.
+func (c *Config) needsTLS() bool { return c.TLSAddr != "" || c.WSSAddr != "" || c.HTTPSAddr != "" }
 
 // tlsConfig loads the server certificate and, when configured, the client CA.
 func (c *Config) tlsConfig() (*tls.Config, error) {

@@ -81,6 +81,9 @@ func DecodeConfig(filename string, data []byte, cfg *Config) error {
 		if f.Kind() == reflect.Slice && v.Kind == yaml.ScalarNode && v.Tag != "!!null" {
 			v = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: v.Line, Column: v.Column, Content: []*yaml.Node{v}}
 		}
+		if f.Kind() == reflect.Struct && v.Kind == yaml.MappingNode {
+			checkSection(k.Value, v, f.Type(), add)
+		}
 		target := reflect.New(f.Type())
 		if err := v.Decode(target.Interface()); err != nil {
 			add(v, "%s: want %s, not %s", k.Value, kindName(f.Type()), describeNode(v))
@@ -91,11 +94,45 @@ func DecodeConfig(filename string, data []byte, cfg *Config) error {
 		}
 		seen[k.Value] = k.Line
 		f.Set(target.Elem())
+		if k.Value == "ssf" {
+			checkSSF(v, cfg.SSF, add)
+		}
 	}
 	if len(errs) > 0 {
 		return &ConfigError{Err: errs}
 	}
 	return nil
+}
+
+// checkSection reports the keys of a section (such as cluster:) that its struct
+// does not have, with their lines, as unknown top-level keys are.
+func checkSection(name string, v *yaml.Node, t reflect.Type, add func(*yaml.Node, string, ...any)) {
+	known := map[string]bool{}
+	for i := range t.NumField() {
+		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); tag != "" && tag != "-" {
+			known[tag] = true
+		}
+	}
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		if k := v.Content[i]; !known[k.Value] {
+			add(k, "unknown key %q in %s: (docs/configuration.md lists every key)", k.Value, name)
+		}
+	}
+}
+
+// checkSSF reports what an ssf: section lacks at the line of the key concerned (the section's when it is absent).
+func checkSSF(v *yaml.Node, c SSFConfig, add func(*yaml.Node, string, ...any)) {
+	key, err := c.check()
+	if err == nil {
+		return
+	}
+	at := v
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		if v.Content[i].Value == key {
+			at = v.Content[i+1]
+		}
+	}
+	add(at, "%v", err)
 }
 
 // configFields maps each imb.yaml key to its Config field index.

@@ -49,6 +49,21 @@ func TestDecodeConfig(t *testing.T) {
 			`imb.yaml:4:11: audience: want a list of strings (or one string), not a mapping`,
 			`imb.yaml:5:1: unknown key "polcy" (did you mean "policy"?)`,
 		}},
+		{name: "ssf section", text: "admin_scope: imb:admin\nssf:\n  issuer: https://tx\n  jwks_url: https://tx/jwks\n  audience: imb\n  max_age: 2m\n",
+			check: func(t *testing.T, c Config) {
+				if c.AdminScope != "imb:admin" || c.SSF != (SSFConfig{Issuer: "https://tx", JWKSURL: "https://tx/jwks", Audience: "imb", MaxAge: 2 * time.Minute}) {
+					t.Errorf("decoded %+v %+v", c.AdminScope, c.SSF)
+				}
+			}},
+		{name: "ssf without audience", text: "ssf:\n  issuer: https://tx\n  jwks_url: https://tx/jwks\n", errs: []string{
+			`imb.yaml:2:3: ssf: audience is required: this broker as the transmitter names it in aud`}},
+		{name: "ssf with two key sources", text: "ssf:\n  issuer: https://tx\n  audience: imb\n  jwks_url: https://tx/jwks\n  jwks_file: k.json\n", errs: []string{
+			`imb.yaml:4:13: ssf: give jwks_url or jwks_file (one): the transmitter's signing keys`}},
+		{name: "ssf jwks_url not a URL", text: "ssf:\n  issuer: https://tx\n  audience: imb\n  jwks_url: tx/jwks\n", errs: []string{
+			`imb.yaml:4:13: ssf: jwks_url "tx/jwks": want an absolute http or https URL`}},
+		{name: "ssf unknown key", text: "ssf:\n  issuer: https://tx\n  audiance: imb\n", errs: []string{
+			`imb.yaml:3:3: unknown key "audiance" in ssf: (docs/configuration.md lists every key)`,
+			`imb.yaml:2:3: ssf: audience is required: this broker as the transmitter names it in aud`}},
 		{name: "key given twice", text: "policy: a.yaml\npolicy: b.yaml\n", errs: []string{`imb.yaml:2:1: key "policy" given twice (first on line 1)`}},
 		{name: "not a mapping", text: "- a\n- b\n", errs: []string{`imb.yaml:1:1: imb.yaml must be a mapping of key: value`}},
 		{name: "invalid YAML", text: "mqtt_addr: [\n", errs: []string{"imb.yaml:1:1: invalid YAML: did not find expected node content"}},

@@ -23,10 +23,11 @@ import (
 //     mochi would otherwise run over the new session (deleting it by client id).
 type servedConn struct {
 	net.Conn
-	method atomic.Pointer[string]      // set by the identity hook before mochi writes the CONNACK
-	client atomic.Pointer[mqtt.Client] // set by protocolHook once the identity hook accepted the CONNECT
-	done   atomic.Bool
-	ended  chan struct{} // closed when mochi's handling of the connection returns
+	method  atomic.Pointer[string]      // set by the identity hook before mochi writes the CONNACK
+	recvMax atomic.Uint32               // likewise: the client's Receive Maximum under its inflight limit; 0: mochi's
+	client  atomic.Pointer[mqtt.Client] // set by protocolHook once the identity hook accepted the CONNECT
+	done    atomic.Bool
+	ended   chan struct{} // closed when mochi's handling of the connection returns
 
 	// Read side, used only by mochi's reading goroutine.
 	limit   *packetLimit // nil: no limit
@@ -60,6 +61,10 @@ func (c *servedConn) Ended() <-chan struct{} { return c.ended }
 // AmendConnack asks for method to be added to the CONNACK about to be written.
 func (c *servedConn) AmendConnack(method string) { c.method.Store(&method) }
 
+// AmendReceiveMaximum asks for the CONNACK about to be written to announce n as
+// the Receive Maximum (the identity's inflight limit) instead of the server's.
+func (c *servedConn) AmendReceiveMaximum(n uint16) { c.recvMax.Store(uint32(n)) }
+
 func (c *servedConn) Write(p []byte) (int, error) {
 	c.answered()
 	if !c.done.Load() && c.client.Load() != nil {
@@ -90,20 +95,24 @@ func (c *servedConn) amendConnack(p []byte) []byte {
 	if c.limit != nil {
 		limit = c.limit.max
 	}
-	return withConnackProps(p, method, limit)
+	return withConnackProps(p, method, limit, uint16(c.recvMax.Load()))
 }
 
 // withConnackProps returns the MQTT 5 success CONNACK in p with the Authentication
-// Method (when not empty) and Maximum Packet Size (when not 0) properties added, or
-// nil when p is not exactly one such CONNACK. mochi's own codec decodes and
-// re-encodes it, so the packet stays what mochi would write.
-func withConnackProps(p []byte, method string, maxPacket uint32) []byte {
+// Method (when not empty) and Maximum Packet Size (when not 0) properties added and
+// the Receive Maximum replaced (when not 0), or nil when p is not exactly one such
+// CONNACK. mochi's own codec decodes and re-encodes it, so the packet stays what
+// mochi would write.
+func withConnackProps(p []byte, method string, maxPacket uint32, recvMax uint16) []byte {
 	pk, ok := decodeConnack(p)
-	if !ok || pk.ReasonCode >= 0x80 || (method == "" && maxPacket == 0) {
+	if !ok || pk.ReasonCode >= 0x80 || (method == "" && maxPacket == 0 && recvMax == 0) {
 		return nil
 	}
 	pk.Properties.AuthenticationMethod = method
 	pk.Properties.MaximumPacketSize = maxPacket
+	if recvMax > 0 {
+		pk.Properties.ReceiveMaximum = recvMax
+	}
 	var buf bytes.Buffer
 	if err := pk.ConnackEncode(&buf); err != nil {
 		return nil

@@ -24,7 +24,7 @@ func TestWithAuthMethod(t *testing.T) {
 		"long properties": {ReceiveMaximum: 1024, AssignedClientID: string(bytes.Repeat([]byte("x"), 200))},
 	} {
 		t.Run(name, func(t *testing.T) {
-			out := withConnackProps(connack(t, props), "OAUTH2-JWT", 0)
+			out := withConnackProps(connack(t, props), "OAUTH2-JWT", 0, 0)
 			if out == nil {
 				t.Fatal("not amended")
 			}
@@ -45,7 +45,7 @@ func TestWithAuthMethod(t *testing.T) {
 		"truncated":       {0x20, 0x05, 0x00},
 		"empty":           {},
 	} {
-		if withConnackProps(p, "OAUTH2-JWT", 0) != nil {
+		if withConnackProps(p, "OAUTH2-JWT", 0, 0) != nil {
 			t.Errorf("%s: amended", name)
 		}
 	}
@@ -55,7 +55,7 @@ func FuzzWithAuthMethod(f *testing.F) {
 	f.Add(connack(f, packets.Properties{ReceiveMaximum: 10}))
 	f.Add([]byte{0x20, 0x03, 0x00, 0x00, 0x00})
 	f.Fuzz(func(t *testing.T, p []byte) {
-		out := withConnackProps(p, "OAUTH2-JWT", 0)
+		out := withConnackProps(p, "OAUTH2-JWT", 0, 0)
 		if out == nil {
 			return
 		}

@@ -19,7 +19,12 @@ import (
 	"imb/amdev"
 )
 
-const composeFile = "docker-compose.yml"
+// The compose files: the single broker with amdev (and the external-am
+// profile), and the cluster of docs/cluster.md.
+const (
+	composeFile        = "docker-compose.yml"
+	clusterComposeFile = "docker-compose.cluster.yml"
+)
 
 // externalAMEnv is what an operator sets for the external-am profile: AM's base
 // URL, the realm /iot as it appears in AM's OAuth2 URLs, and the broker's client.
@@ -35,6 +40,12 @@ var externalAMEnv = map[string]string{
 // command line. Nothing of this process's environment leaks in.
 func loadCompose(t *testing.T, env map[string]string, profiles []string, services ...string) *types.Project {
 	t.Helper()
+	return loadComposeFile(t, composeFile, env, profiles, services...)
+}
+
+// loadComposeFile is loadCompose for another compose file of the repository.
+func loadComposeFile(t *testing.T, file string, env map[string]string, profiles []string, services ...string) *types.Project {
+	t.Helper()
 	var list []string
 	for k, v := range env {
 		list = append(list, k+"="+v)
@@ -43,7 +54,7 @@ func loadCompose(t *testing.T, env map[string]string, profiles []string, service
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts, err := cli.NewProjectOptions([]string{filepath.Join(abs, composeFile)},
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(abs, file)},
 		cli.WithWorkingDirectory(abs),
 		cli.WithEnv(list),
 		cli.WithProfiles(profiles),
@@ -56,7 +67,7 @@ func loadCompose(t *testing.T, env map[string]string, profiles []string, service
 	defer cancel()
 	p, err := opts.LoadProject(ctx)
 	if err != nil {
-		t.Fatalf("load %s (profiles %v, services %v): %v", composeFile, profiles, services, err)
+		t.Fatalf("load %s (profiles %v, services %v): %v", file, profiles, services, err)
 	}
 	return p
 }
@@ -117,35 +128,7 @@ func TestComposeAgreesWithIMB(t *testing.T) {
 // provider: amdev by service name, or the AM the environment names.
 func TestComposeWiring(t *testing.T) {
 	t.Run("default", func(t *testing.T) {
-		p := loadCompose(t, nil, nil)
-		am, broker := mustCommand(t, p, "amdev", "am"), mustCommand(t, p, "imb", "serve")
-		base, _ := value(am, "base-url")
-		u, err := url.Parse(base)
-		if err != nil || u.Hostname() != "amdev" {
-			t.Fatalf("amdev --base-url %q: the broker reaches amdev by its service name", base)
-		}
-		if lp, up := mustPort(t, effective(imb.flags["am"], am, "listen")), mustPort(t, base); lp != up {
-			t.Errorf("amdev --base-url port %d, but it listens on %d", up, lp)
-		}
-		issuer, _ := value(broker, "issuer")
-		if want := base + "/oauth2"; issuer != want {
-			t.Errorf("imb --issuer %q; amdev's tokens carry iss %q", issuer, want)
-		}
-		if in, _ := value(broker, "introspect-url"); in != issuer+"/introspect" {
-			t.Errorf("imb --introspect-url %q, want %q", in, issuer+"/introspect")
-		}
-		if id, _ := value(broker, "client-id"); id != amdev.BrokerClientID {
-			t.Errorf("imb --client-id %q: amdev's introspection client is %q", id, amdev.BrokerClientID)
-		}
-		if got := envValue(p.Services["imb"], "IMB_CLIENT_SECRET"); got != amdev.BrokerClientSecret {
-			t.Errorf("imb IMB_CLIENT_SECRET %q: amdev's broker client secret is %q", got, amdev.BrokerClientSecret)
-		}
-		checkAudience(t, broker, []string{amdev.DefaultClientID, amdev.CustomThingClientID, amdev.CloudAppClientID})
-		dep, ok := p.Services["imb"].DependsOn["amdev"]
-		if !ok || dep.Condition != types.ServiceConditionHealthy {
-			t.Errorf("imb depends_on amdev %+v: want condition %s, so that amdev's keys are there at start",
-				dep, types.ServiceConditionHealthy)
-		}
+		checkAmdevWiring(t, loadCompose(t, nil, nil), "imb")
 	})
 	t.Run("external-am", func(t *testing.T) {
 		p := loadCompose(t, externalAMEnv, []string{"external-am"}, "imb-external")
@@ -188,6 +171,41 @@ func TestComposeWiring(t *testing.T) {
 	})
 }
 
+// checkAmdevWiring: the broker service reaches amdev by its service name, trusts
+// the issuer its tokens carry, introspects with amdev's broker client and its
+// secret, and waits for amdev's health.
+func checkAmdevWiring(t *testing.T, p *types.Project, service string) {
+	t.Helper()
+	am, broker := mustCommand(t, p, "amdev", "am"), mustCommand(t, p, service, "serve")
+	base, _ := value(am, "base-url")
+	u, err := url.Parse(base)
+	if err != nil || u.Hostname() != "amdev" {
+		t.Fatalf("amdev --base-url %q: the broker reaches amdev by its service name", base)
+	}
+	if lp, up := mustPort(t, effective(imb.flags["am"], am, "listen")), mustPort(t, base); lp != up {
+		t.Errorf("amdev --base-url port %d, but it listens on %d", up, lp)
+	}
+	issuer, _ := value(broker, "issuer")
+	if want := base + "/oauth2"; issuer != want {
+		t.Errorf("%s --issuer %q; amdev's tokens carry iss %q", service, issuer, want)
+	}
+	if in, _ := value(broker, "introspect-url"); in != issuer+"/introspect" {
+		t.Errorf("%s --introspect-url %q, want %q", service, in, issuer+"/introspect")
+	}
+	if id, _ := value(broker, "client-id"); id != amdev.BrokerClientID {
+		t.Errorf("%s --client-id %q: amdev's introspection client is %q", service, id, amdev.BrokerClientID)
+	}
+	if got := envValue(p.Services[service], "IMB_CLIENT_SECRET"); got != amdev.BrokerClientSecret {
+		t.Errorf("%s IMB_CLIENT_SECRET %q: amdev's broker client secret is %q", service, got, amdev.BrokerClientSecret)
+	}
+	checkAudience(t, broker, []string{amdev.DefaultClientID, amdev.CustomThingClientID, amdev.CloudAppClientID})
+	dep, ok := p.Services[service].DependsOn["amdev"]
+	if !ok || dep.Condition != types.ServiceConditionHealthy {
+		t.Errorf("%s depends_on amdev %+v: want condition %s, so that amdev's keys are there at start",
+			service, dep, types.ServiceConditionHealthy)
+	}
+}
+
 // checkAudience: the broker accepts tokens issued to exactly these clients, and
 // never its own introspection client's.
 func checkAudience(t *testing.T, broker []arg, want []string) {
@@ -223,6 +241,9 @@ func checkImage(t *testing.T, p *types.Project, s types.ServiceConfig) {
 		t.Errorf("build: %v", err)
 	}
 	for _, other := range p.Services {
+		if isNATS(other) {
+			continue // the cluster's engine, an image of its own (compose_cluster_test.go)
+		}
 		if other.Image != s.Image || other.Build == nil || other.Build.Context != s.Build.Context {
 			t.Errorf("%s and %s use different images (%s, %s): one image serves both", s.Name, other.Name, s.Image, other.Image)
 		}

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -54,26 +55,42 @@ func readKeyTables(t *testing.T) map[string]docRow {
 	return rows
 }
 
-// yamlFields maps each imb.yaml key to its broker.Config field index.
-func yamlFields() map[string]int {
-	out := map[string]int{}
+// yamlFields maps each imb.yaml key to its broker.Config field index path. A
+// section (a struct field such as cluster:) contributes its keys as section.key.
+func yamlFields() map[string][]int {
+	out := map[string][]int{}
 	ct := reflect.TypeFor[broker.Config]()
 	for i := range ct.NumField() {
 		tag, _, _ := strings.Cut(ct.Field(i).Tag.Get("yaml"), ",")
-		if tag != "" && tag != "-" {
-			out[tag] = i
+		if tag == "" || tag == "-" {
+			continue
 		}
+		if st := ct.Field(i).Type; st.Kind() == reflect.Struct && st != reflect.TypeFor[time.Duration]() {
+			for j := range st.NumField() {
+				sub, _, _ := strings.Cut(st.Field(j).Tag.Get("yaml"), ",")
+				if sub != "" && sub != "-" {
+					out[tag+"."+sub] = []int{i, j}
+				}
+			}
+			continue
+		}
+		out[tag] = []int{i}
 	}
 	return out
 }
 
-// decodeKey reads `key: value` the way imb.yaml is read and returns the field.
-func decodeKey(key, val string, field int) (reflect.Value, error) {
+// decodeKey reads `key: value` the way imb.yaml is read and returns the field; a
+// section.key is written as the section's mapping.
+func decodeKey(key, val string, field []int) (reflect.Value, error) {
 	var cfg broker.Config
-	if err := broker.DecodeConfig("imb.yaml", []byte(key+": "+val+"\n"), &cfg); err != nil {
+	text := key + ": " + val + "\n"
+	if section, sub, ok := strings.Cut(key, "."); ok {
+		text = section + ":\n  " + sub + ": " + val + "\n"
+	}
+	if err := broker.DecodeConfig("imb.yaml", []byte(text), &cfg); err != nil {
 		return reflect.Value{}, err
 	}
-	return reflect.ValueOf(cfg).Field(field), nil
+	return reflect.ValueOf(cfg).FieldByIndex(field), nil
 }
 
 // sameValue compares config values, an empty list equal to none.
@@ -106,7 +123,7 @@ func TestConfigurationReference(t *testing.T) {
 			t.Errorf("%s:%d: default %q of %s does not read as imb.yaml: %v", configDoc, row.line, row.def, key, err)
 			continue
 		}
-		if want := defaults.Field(field); !sameValue(got, want) {
+		if want := defaults.FieldByIndex(field); !sameValue(got, want) {
 			t.Errorf("%s:%d: %s default documented as %q, but it is %v", configDoc, row.line, key, row.def, want.Interface())
 		}
 		if row.flagCell == "—" {
@@ -125,7 +142,7 @@ func TestConfigurationReference(t *testing.T) {
 		}
 		// The flag's own default (from --help) must be the key's default too.
 		if hd, ok := serve.defaults[flag]; ok {
-			if v, err := decodeKey(key, hd, field); err != nil || !sameValue(v, defaults.Field(field)) {
+			if v, err := decodeKey(key, hd, field); err != nil || !sameValue(v, defaults.FieldByIndex(field)) {
 				t.Errorf("imb serve --%s defaults to %q, which is not %s's default", flag, hd, key)
 			}
 		}

@@ -70,6 +70,11 @@ func (h *Hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	}
 	decisions := make([]subDecision, len(pk.Filters))
 	count := cl.State.Subscriptions.Len()
+	sl := s.limits.Load()
+	quota := h.cfg.MaxSubscriptions
+	if sl != nil {
+		quota = sl.Subscriptions
+	}
 	for i, f := range pk.Filters {
 		d := s.allow(authz.Subscribe, f.Filter, f.Qos, false)
 		decisions[i] = subDecision{filter: f.Filter, allowed: d.Allowed}
@@ -77,10 +82,10 @@ func (h *Hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 			h.denied(s, authz.Subscribe, f.Filter, d)
 			continue
 		}
-		if h.cfg.MaxSubscriptions > 0 && newFilter(cl, pk.Filters[:i], f.Filter) {
-			if count >= h.cfg.MaxSubscriptions {
+		if quota > 0 && newFilter(cl, pk.Filters[:i], f.Filter) {
+			if count >= quota {
 				decisions[i] = subDecision{filter: f.Filter, quota: true}
-				h.denied(s, authz.Subscribe, f.Filter, authz.Decision{Reason: "subscription quota exceeded"})
+				h.limitRefused(s, limitSubscription, f.Filter, sl)
 				continue
 			}
 			count++
@@ -142,6 +147,13 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	d := s.allow(authz.Publish, pk.TopicName, pk.FixedHeader.Qos, pk.FixedHeader.Retain)
 	if d.Allowed {
+		if sl := s.limits.Load(); sl != nil && (sl.publish != nil || sl.bytes != nil) {
+			now := h.cfg.Now()
+			if why := sl.overLimit(now, len(pk.Payload)); why != "" {
+				h.refusePublish(cl, s, sl, pk.TopicName, pk.FixedHeader.Qos, pk.PacketID, now, why)
+				return pk, packets.ErrRejectPacket
+			}
+		}
 		if h.cfg.Journal != nil && pk.FixedHeader.Qos > 0 {
 			if err := h.cfg.Journal.Put(journalKey(cl, pk), pk); err != nil {
 				h.audit.Error("journal", slog.String("client_id", cl.ID), slog.String("error", err.Error()))

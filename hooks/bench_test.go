@@ -18,13 +18,14 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"imb/broker"
+	"imb/hooks"
 	"imb/internal/issuer"
 )
 
 // benchBroker starts a broker (imb's hook, or the allow-all baseline with the same
 // capabilities), connects subs subscribers to things/+/telemetry/# and one
 // publisher t1, and returns the publisher's server-side client.
-func benchBroker(b *testing.B, allowAll bool, subs int) (*broker.Broker, *mqtt.Client) {
+func benchBroker(b *testing.B, allowAll bool, subs int, policyText string) (*broker.Broker, *mqtt.Client) {
 	b.Helper()
 	iss, err := issuer.Start(issuer.Config{})
 	if err != nil {
@@ -32,7 +33,7 @@ func benchBroker(b *testing.B, allowAll bool, subs int) (*broker.Broker, *mqtt.C
 	}
 	b.Cleanup(func() { _ = iss.Close() })
 	policy := filepath.Join(b.TempDir(), "topics.yaml")
-	if err := os.WriteFile(policy, []byte(testPolicy), 0o600); err != nil {
+	if err := os.WriteFile(policy, []byte(policyText), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	cfg := broker.Config{
@@ -88,16 +89,27 @@ func benchBroker(b *testing.B, allowAll bool, subs int) (*broker.Broker, *mqtt.C
 	return br, cl
 }
 
+// benchLimitsPolicy is testPolicy with limits on the publisher high enough never to
+// refuse: the benchmark measures the cost of checking them.
+const benchLimitsPolicy = testPolicy + `
+limits:
+  - subjects: [t1]
+    publishes: 1000000000
+    publish_bytes: 1000000000
+`
+
 // BenchmarkPublishPath measures mochi's whole inbound publish path — write check,
 // publish hook, topic match and the read check plus queueing for each of 10
-// subscribers — under imb's hook and under the allow-all baseline, in one run.
+// subscribers — under imb's hook (without and with a publish and byte rate on the
+// publisher) and under the allow-all baseline, in one run.
 func BenchmarkPublishPath(b *testing.B) {
 	for _, mode := range []struct {
 		name     string
 		allowAll bool
-	}{{"allow-all", true}, {"imb", false}} {
+		policy   string
+	}{{"allow-all", true, testPolicy}, {"imb", false, testPolicy}, {"imb-limited", false, benchLimitsPolicy}} {
 		b.Run(mode.name, func(b *testing.B) {
-			br, cl := benchBroker(b, mode.allowAll, 10)
+			br, cl := benchBroker(b, mode.allowAll, 10, mode.policy)
 			pk := packets.Packet{
 				FixedHeader: packets.FixedHeader{Type: packets.Publish},
 				TopicName:   "things/t1/telemetry/temperature",
@@ -119,7 +131,7 @@ func BenchmarkPublishPath(b *testing.B) {
 // BenchmarkACLCheck measures the hook's per-message decisions alone: the write
 // check of a publish and the read check of one delivery.
 func BenchmarkACLCheck(b *testing.B) {
-	br, cl := benchBroker(b, false, 1)
+	br, cl := benchBroker(b, false, 1, testPolicy)
 	sub, _ := br.Server().Clients.Get("app-0")
 	h := br.Hook()
 	b.Run("publish", func(b *testing.B) {
@@ -138,15 +150,23 @@ func BenchmarkACLCheck(b *testing.B) {
 			}
 		}
 	})
-	b.Run("publish-hook", func(b *testing.B) {
-		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: "things/t1/telemetry/temperature"}
-		b.ReportAllocs()
-		for i := 0; i < b.N; i++ {
-			if _, err := h.OnPublish(cl, pk); err != nil {
-				b.Fatal(err)
-			}
-		}
+	b.Run("publish-hook", func(b *testing.B) { benchPublishHook(b, h, cl) })
+	b.Run("publish-hook-limited", func(b *testing.B) {
+		br, cl := benchBroker(b, false, 1, benchLimitsPolicy)
+		benchPublishHook(b, br.Hook(), cl)
 	})
+}
+
+// benchPublishHook measures OnPublish alone on a QoS 1 telemetry message.
+func benchPublishHook(b *testing.B, h *hooks.Hook, cl *mqtt.Client) {
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: "things/t1/telemetry/temperature"}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := h.OnPublish(cl, pk); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // scriptConn is a client connection with no network behind it: reads return the

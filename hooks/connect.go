@@ -22,6 +22,7 @@ import (
 type refusal struct {
 	v5, v3 byte
 	label  string // metrics label
+	limit  string // the limit refusal reason (imb_limit_refusals_total), when a limit refused
 	reason string
 	detail string // for the audit line only: what exactly was wrong (never the token)
 }
@@ -65,6 +66,10 @@ func refusalFor(err error) *refusal {
 	switch {
 	case errors.Is(err, introspect.ErrBusy):
 		r = rateExceeded(reason)
+		r.limit = limitUpstreamBusy
+		if reason == introspect.ReasonSourceRateExceeded {
+			r.limit = limitSourceRate
+		}
 	case errors.Is(err, introspect.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded):
 		if reason == "invalid token" {
 			reason = "identity provider unavailable"
@@ -83,13 +88,23 @@ func refusalFor(err error) *refusal {
 // before mochi's OnConnectAuthenticate, because only here can the hook answer with a
 // CONNACK reason code of its own (mochi's fixed answer is 0x86).
 func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	if r := h.admitSource(cl); r != nil {
+		return h.refuse(cl, nil, r)
+	}
 	id, r := h.authenticate(cl, pk)
+	if r == nil {
+		r = h.checkRevoked(id, cl.ID)
+	}
 	if r != nil {
 		return h.refuse(cl, id, r)
 	}
 	policy := h.policy.Load()
 	grants := policy.Compile(id.subject)
 	s := newSession(cl, id, grants)
+	sl := h.applyLimits(s)
+	if r := h.admitConnect(id, &sl.Limits); r != nil {
+		return h.refuse(cl, id, r)
+	}
 
 	if cl.Properties.Will.Flag == 1 {
 		w := cl.Properties.Will
@@ -119,8 +134,16 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		}
 		h.finishOld(existing)
 	}
+	if r := h.admitSession(s, id, &sl.Limits); r != nil {
+		return h.refuse(cl, id, r)
+	}
+	if r := h.claim(s, id.owner); r != nil {
+		s.releaseSession()
+		return h.refuse(cl, id, r)
+	}
 
 	h.sessions.Store(cl, s)
+	h.applyInflight(cl, sl.Inflight)
 	if id.authMethod != "" && cl.Properties.ProtocolVersion == 5 {
 		if a, ok := cl.Net.Conn.(ConnackAmender); ok {
 			a.AmendConnack(id.authMethod)
@@ -174,6 +197,16 @@ func (h *Hook) authenticate(cl *mqtt.Client, pk packets.Packet) (*identity, *ref
 	id := newIdentity(tok, token, fp, authMethod)
 	id.subject = authz.Subject{ID: tok.ThingID, Scopes: tok.Scopes, Claims: tok.Claims}
 
+	if cl.Net.Listener == DoorListener && cl.Properties.Props.AssignedClientID != "" {
+		// One HTTP request of the door is one clean session that ends with the request: an id of
+		// its own, so that it never takes over the thing's MQTT session or another request's.
+		// There is no session to steal under it (clean start, no expiry), and the door sends no
+		// username; the grants and limits are the identity's as always.
+		cl.ID = tok.ThingID + DoorClientIDInfix + cl.ID
+		cl.Properties.Props.AssignedClientID = cl.ID
+		id.subject.ClientID = cl.ID
+		return id, nil
+	}
 	if h.cfg.RequireUsername && !usernameIs(cl, tok.ThingID) {
 		id.subject.ClientID = cl.ID
 		return id, notAuthorized("username does not match the token's subject")
@@ -240,6 +273,9 @@ func (h *Hook) refuse(cl *mqtt.Client, id *identity, r *refusal) error {
 		code = r.v3
 	}
 	h.metrics.connect("refused", r.label)
+	if r.limit != "" {
+		h.metrics.limitRefused(r.limit)
+	}
 	attrs := []any{
 		slog.String("event", "connect_refused"),
 		slog.String("client_id", cl.ID),
@@ -249,6 +285,9 @@ func (h *Hook) refuse(cl *mqtt.Client, id *identity, r *refusal) error {
 	}
 	if r.detail != "" {
 		attrs = append(attrs, slog.String("detail", r.detail))
+	}
+	if r.limit != "" {
+		attrs = append(attrs, slog.String("limit", r.limit))
 	}
 	if id != nil {
 		if id.subject.ID != "" {
@@ -355,7 +394,7 @@ func persistent(cl *mqtt.Client) bool {
 // OnDisconnect stops the session's timers. A persistent session keeps its grants
 // while the thing is away, so that messages queued for it are judged as they arrive;
 // whoever resumes it must present the same identity again.
-func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+func (h *Hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	s := h.session(cl)
 	if s == nil {
 		if !expire {
@@ -363,7 +402,12 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 		}
 		return
 	}
+	if errors.Is(err, packets.ErrReceiveMaximum) {
+		h.limitRefused(s, limitInflight, "", s.limits.Load())
+	}
 	s.stopTimers()
+	s.releaseSession()
+	h.release(s, expire)
 	if expire || cl.IsTakenOver() {
 		h.sessions.Delete(cl)
 		if expire && h.cfg.Sessions != nil {

@@ -32,6 +32,14 @@ import (
 // access token as Authentication Data, on CONNECT and on AUTH re-authentication.
 const AuthMethod = "OAUTH2-JWT"
 
+// DoorListener is the listener id of the HTTP door's in-process connections (broker/door.go).
+// The door connects with an empty client id; the hook gives each such connection the id
+// {sub}DoorClientIDInfix{generated}, outside client_id_binding (see authenticate).
+const DoorListener = "http"
+
+// DoorClientIDInfix separates the thing id from the generated part of a door connection's id.
+const DoorClientIDInfix = ":http:"
+
 // TokenValidator turns a token into verified facts. *introspect.Cache implements it.
 type TokenValidator interface {
 	// Validate may answer from a cache.
@@ -83,6 +91,11 @@ type Config struct {
 	// SUBSCRIBE beyond it get SUBACK 0x97 Quota exceeded (v3.1.1: 0x80). Zero means
 	// DefaultMaxSubscriptions, negative no limit.
 	MaxSubscriptions int
+	// ConnectRatePerAddr bounds the CONNECTs one source IP address may send per
+	// second, known tokens or not, with a burst of twice that; beyond it, CONNACK
+	// 0x9F (3.1.1: 0x03) before the token is looked at. Zero or negative: no bound
+	// (things behind one NAT address share it).
+	ConnectRatePerAddr float64
 	// ValidateTimeout bounds one token validation at CONNECT or AUTH (default 5 s).
 	ValidateTimeout time.Duration
 	// RevalidateInterval is how often a token that was introspected is checked again
@@ -107,6 +120,23 @@ type Config struct {
 	// subscriber (and so to storage): mochi acknowledges first, and a crash in
 	// between would otherwise lose a message the publisher was told is safe.
 	Journal Journal
+	// Cluster, if set, makes a client identifier one session across the nodes of a
+	// cluster: a connect claims it there after the local checks.
+	Cluster Cluster
+	// Revoked, if set, hears of each token a re-check found revoked (by TokenHash),
+	// so that the other nodes of a cluster end its sessions and refuse it too.
+	Revoked func(tokenHash string)
+	// RevocationRetention is how long a revocation (Revoke) is remembered to refuse the tokens it names; default
+	// DefaultRevocationRetention. It should exceed the lifetime of the identity provider's access tokens.
+	RevocationRetention time.Duration
+	// ClaimMap reads scopes from claims that changed (UpdateClaims), as the validator read them.
+	ClaimMap introspect.ClaimMap
+	// LimitCounter, if set, counts the per-identity connect and session limits
+	// instead of this node alone (a cluster-wide counter). Nil counts on this node.
+	LimitCounter LimitCounter
+	// IdleLimitStates bounds the identities without a session whose limit state is
+	// kept (default DefaultIdleLimitStates).
+	IdleLimitStates int
 	// Now returns the current time (default time.Now); tests move it.
 	Now func() time.Time
 }
@@ -128,6 +158,12 @@ type Hook struct {
 	wg     sync.WaitGroup
 	revalN chan struct{} // bounds concurrent revalidations
 	wills  delayedWills
+
+	limits  *limitTable  // per-identity limit state of this node
+	sources *limitTable  // per-source-address connect buckets (ConnectRatePerAddr)
+	counter LimitCounter // connect and session counts: limits, or a cluster's
+
+	revocations revocationList // what Revoke revoked, refused at CONNECT and AUTH
 }
 
 // New checks cfg, fills its defaults and returns a hook ready for Server.AddHook.
@@ -175,6 +211,9 @@ func New(cfg Config) (*Hook, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.RevocationRetention <= 0 {
+		cfg.RevocationRetention = DefaultRevocationRetention
+	}
 	audit := cfg.Audit
 	if audit == nil {
 		audit = slog.New(slog.DiscardHandler)
@@ -188,6 +227,12 @@ func New(cfg Config) (*Hook, error) {
 		ctx:      ctx,
 		cancel:   cancel,
 		revalN:   make(chan struct{}, 64),
+		limits:   newLimitTable(cfg.IdleLimitStates),
+		sources:  newLimitTable(cfg.IdleLimitStates),
+	}
+	h.counter = h.limits
+	if cfg.LimitCounter != nil {
+		h.counter = cfg.LimitCounter
 	}
 	h.policy.Store(cfg.Policy)
 	return h, nil

@@ -105,6 +105,9 @@ func (h *Hook) revalidate(s *session, id *identity) {
 		return
 	case errors.Is(err, introspect.ErrInvalidToken):
 		h.endSession(s, packets.ErrNotAuthorized, "revoked", "disconnect", "disconnect", "token revoked or inactive")
+		if h.cfg.Revoked != nil {
+			h.cfg.Revoked(TokenHash(id.token))
+		}
 		return
 	default:
 		h.audit.Warn("revalidation failed",
@@ -134,6 +137,7 @@ func (h *Hook) applyRecheck(s *session, old *identity, tok *introspect.Token) {
 	if !ok || h.ctx.Err() != nil {
 		return // re-authenticated meanwhile, or shutting down
 	}
+	h.applyLimits(s)
 	h.armTimers(s)
 	h.trimSession(s.cl, g, "token re-checked with narrower grants")
 	if h.cfg.Sessions != nil && persistent(s.cl) && !slices.Equal(old.subject.Scopes, id.subject.Scopes) {

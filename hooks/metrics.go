@@ -18,6 +18,7 @@ type Metrics struct {
 	validations prometheus.Histogram
 	sessions    prometheus.GaugeFunc
 	drops       *prometheus.CounterVec
+	limits      map[string]prometheus.Counter // imb_limit_refusals_total by reason
 }
 
 // NewMetrics creates the hook's collectors and registers them on reg. The
@@ -59,7 +60,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{dropQueueFull, dropInflightFull, dropPacketIDs} {
 		m.drops.WithLabelValues(r) // exported at 0, so that an alert can watch them from the start
 	}
-	reg.MustRegister(m.connects, denials, m.willDenials, m.disconnects, m.validations, m.drops)
+	limits := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "imb_limit_refusals_total",
+		Help: "Refusals by a limit of topics.yaml's limits section or a pre-authentication bound, by reason.",
+	}, []string{"reason"})
+	m.limits = map[string]prometheus.Counter{}
+	for _, r := range limitReasons {
+		m.limits[r] = limits.WithLabelValues(r) // resolved once: the publish path only looks them up
+	}
+	reg.MustRegister(m.connects, denials, m.willDenials, m.disconnects, m.validations, m.drops, limits)
 	return m
 }
 
@@ -108,5 +117,13 @@ func (m *Metrics) validation(d time.Duration) {
 func (m *Metrics) deliveryDropped(reason string) {
 	if m != nil {
 		m.drops.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) limitRefused(reason string) {
+	if m != nil {
+		if c := m.limits[reason]; c != nil {
+			c.Inc()
+		}
 	}
 }

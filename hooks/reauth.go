@@ -82,7 +82,11 @@ func (h *Hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	id.subject = old.subject
 	id.subject.Scopes = tok.Scopes
 	id.subject.Claims = tok.Claims
+	if r := h.checkRevoked(id, cl.ID); r != nil {
+		return fail(packets.ErrNotAuthorized, r.reason)
+	}
 	grants, _ := s.replace(nil, id, h.policy.Load())
+	h.applyLimits(s)
 	s.revoked.Store(false)
 	h.armTimers(s)
 	h.trimSession(cl, grants, "re-authenticated with narrower grants")

@@ -17,6 +17,7 @@ func (h *Hook) SetPolicy(p *authz.Policy) {
 	h.sessions.Range(func(k, v any) bool {
 		cl, s := k.(*mqtt.Client), v.(*session)
 		g := s.recompile(p)
+		h.applyLimits(s)
 		h.trimSession(cl, g, "policy reloaded")
 		n++
 		return true

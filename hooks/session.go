@@ -25,6 +25,9 @@ type identity struct {
 	issuer     string
 	fp         string // token fingerprint, the only trace of the token in logs
 	token      string // kept in memory for revocation checks; never logged or stored
+	tokenHash  string // TokenHash of the token, for revocation by hash (every method, JWTs too)
+	sub        string // sub as issued (the principal's subject), for revocation by subject
+	issuedAt   time.Time
 	authMethod string // AuthMethod when the token came in CONNECT's Authentication Data
 }
 
@@ -34,16 +37,25 @@ type session struct {
 	cl      *mqtt.Client
 	id      atomic.Pointer[identity]
 	grants  atomic.Pointer[authz.Grants]
-	revoked atomic.Bool // token expired or revoked: deny everything until disconnected
+	revoked atomic.Bool   // token expired or revoked: deny everything until disconnected
+	claim   atomic.Uint64 // the cluster's revision of this node's hold on the client id; 0: none
+	since   time.Time     // when the connection was accepted
 
 	// pending holds the decisions of a SUBSCRIBE being processed, so that mochi's
 	// filter-level OnACLCheck answers what OnSubscribe decided with the full packet.
 	pending atomic.Pointer[[]subDecision]
 
-	mu      sync.Mutex
-	expiryT *time.Timer
-	revalT  *time.Timer
-	denials rateGate
+	// limits are the session's limits and its identity's buckets (limits.go).
+	limits atomic.Pointer[sessionLimits]
+	// lastOver and floodStart (Unix nanoseconds) track a publisher over its limits.
+	lastOver   atomic.Int64
+	floodStart atomic.Int64
+
+	mu          sync.Mutex
+	releaseSlot func() // gives back the identity's session slot; nil once given back
+	expiryT     *time.Timer
+	revalT      *time.Timer
+	denials     rateGate
 }
 
 // subDecision is the verdict on one filter of a SUBSCRIBE.
@@ -54,7 +66,7 @@ type subDecision struct {
 }
 
 func newSession(cl *mqtt.Client, id *identity, g *authz.Grants) *session {
-	s := &session{cl: cl}
+	s := &session{cl: cl, since: time.Now()}
 	s.id.Store(id)
 	s.grants.Store(g)
 	return s
@@ -165,6 +177,9 @@ func newIdentity(tok *introspect.Token, token, fp, authMethod string) *identity 
 		issuer:     tok.Issuer,
 		fp:         fp,
 		authMethod: authMethod,
+		tokenHash:  TokenHash(token),
+		sub:        tok.Principal.Subject,
+		issuedAt:   tok.IssuedAt,
 	}
 	if tok.Method == introspect.MethodIntrospection {
 		id.token = token

@@ -13,7 +13,9 @@ type autoValidator struct {
 
 // NewAuto combines the two strategies: a token that parses as a compact JWS is validated locally (and a failure
 // there, a foreign iss included, is final: it never falls through to introspection); every other token is
-// introspected. Either argument may be nil; with only jwt, tokens it cannot
+// introspected. The one JWT that goes to introspection is an HMAC-signed one of the configured issuer when no
+// shared secret is configured: AM signs client-based tokens with HS256 and the realm's secret when told to, and
+// only AM can verify those. Either argument may be nil; with only jwt, tokens it cannot
 // validate are invalid. The result also implements Readier.
 func NewAuto(jwt *JWTValidator, in *Introspector) Validator {
 	return &autoValidator{jwt: jwt, in: in}
@@ -23,6 +25,9 @@ func NewAuto(jwt *JWTValidator, in *Introspector) Validator {
 func (a *autoValidator) Validate(ctx context.Context, token string) (*Token, error) {
 	if a.jwt != nil {
 		jws, err := parseCompact(token, a.jwt.maxToken, a.jwt.maxHeader)
+		if err == nil && a.in != nil && a.jwt.onlyIssuerVerifies(jws) {
+			return a.in.Validate(ctx, token)
+		}
 		if err == nil {
 			// A JWT names its issuer: one that is not configured is refused here, not
 			// sent to introspection, where every forged or foreign JWT would cost a

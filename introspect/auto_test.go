@@ -2,6 +2,7 @@ package introspect
 
 import (
 	"crypto/elliptic"
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -17,6 +18,12 @@ func TestAuto(t *testing.T) {
 	foreign := signJOSE(t, k, "JWT", claimsFor("https://other.example", "a"))
 	local := signJOSE(t, k, "JWT", claimsFor(e.issuer(), "thing-1"))
 	forged := signJOSE(t, forger, "JWT", claimsFor(e.issuer(), "thing-1"))
+	hsPayload, _ := json.Marshal(claimsFor(e.issuer(), "thing-1"))
+	hsForeignPayload, _ := json.Marshal(claimsFor("https://other.example", "thing-1"))
+	secret := []byte("the issuer's HMAC secret, 32+ by")
+	hsOwn := signRaw(t, secret, "HS256", `{"alg":"HS256","typ":"JWT"}`, string(hsPayload))
+	hsForeign := signRaw(t, secret, "HS256", `{"alg":"HS256","typ":"JWT"}`, string(hsForeignPayload))
+	withSecret := newTestJWT(t, JWTConfig{Issuer: e.issuer(), SharedSecret: secret})
 
 	tests := []struct {
 		name          string
@@ -35,6 +42,12 @@ func TestAuto(t *testing.T) {
 		{"JWT only: foreign JWT", NewAuto(jwt, nil), foreign, "", ReasonIssuerMismatch, 0},
 		{"introspection only: JWT", NewAuto(nil, in), local, "", ReasonInactive, 1},
 		{"nothing configured", NewAuto(nil, nil), local, "", ReasonNoValidator, 0},
+		// The issuer's own HS256 token: only the issuer knows the secret, so it introspects (and here
+		// answers inactive: the endpoint does not know it); with the secret it is verified locally.
+		{"own HS256 JWT without the secret introspected", NewAuto(jwt, in), hsOwn, "", ReasonInactive, 1},
+		{"own HS256 JWT with the secret validated locally", NewAuto(withSecret, in), hsOwn, MethodJWT, "", 0},
+		{"foreign HS256 JWT refused without a request", NewAuto(jwt, in), hsForeign, "", ReasonHMACNotAllowed, 0},
+		{"JWT only: own HS256 JWT", NewAuto(jwt, nil), hsOwn, "", ReasonHMACNotAllowed, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package introspect
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"sync/atomic"
 	"time"
@@ -121,6 +122,18 @@ func (c *Cache) Purge() { c.entries.Purge() }
 // Forget drops the entry for token, if any.
 func (c *Cache) Forget(token string) {
 	c.entries.Remove(tokenKey(token))
+}
+
+// Refuse makes the token whose SHA-256 is hash (hex) invalid here for the cache's
+// longest TTL, whatever was cached: another node of a cluster found it revoked.
+// After that an upstream check says so itself. A malformed hash is ignored.
+func (c *Cache) Refuse(hash string) {
+	var key [sha256.Size]byte
+	if n, err := hex.Decode(key[:], []byte(hash)); err != nil || n != sha256.Size {
+		return
+	}
+	c.entries.Add(key, &cacheEntry{err: &Error{Kind: ErrInvalidToken, Reason: "token revoked"},
+		until: c.now().Add(c.maxTTL).UnixNano()})
 }
 
 // Stats returns the counters.

@@ -110,3 +110,7 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// ScopesOf reads the scopes of claims by the map, as validation does: for claims that changed after the token was
+// validated (a CAEP token-claims-change event).
+func (m ClaimMap) ScopesOf(claims map[string]any) ([]string, error) { return m.scopes(claims) }

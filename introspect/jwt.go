@@ -250,24 +250,53 @@ func (v *JWTValidator) Validate(ctx context.Context, token string) (*Token, erro
 	return v.validateParsed(ctx, jws)
 }
 
+// VerifyClaims checks a compact JWS as Validate does up to the signature (size caps, header rules, the alg
+// allow-list and typ, iss equal to the configured issuer, the key chosen by kid, the signature) and returns its
+// claims without applying the access-token rules: a Security Event Token (RFC 8417) has no exp and no sub of its
+// own, and its receiver checks aud, iat and jti itself. The map is the caller's.
+func (v *JWTValidator) VerifyClaims(ctx context.Context, token string) (map[string]any, error) {
+	jws, err := parseCompact(token, v.maxToken, v.maxHeader)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.verifyParsed(ctx, jws); err != nil {
+		return nil, err
+	}
+	return jws.claims, nil
+}
+
 // validateParsed checks a parsed JWS: header against configuration, issuer (before any key lookup, so a token of
 // another issuer cannot force a key fetch), key, signature, then the remaining claims.
 func (v *JWTValidator) validateParsed(ctx context.Context, jws *compactJWS) (*Token, error) {
-	alg, err := v.checkHeader(jws)
-	if err != nil {
-		return nil, err
-	}
-	if iss, _ := jws.claims["iss"].(string); iss != v.issuer {
-		return nil, issuerMismatch(iss, v.issuer)
-	}
-	key, err := v.key(ctx, alg, jws.kid)
-	if err != nil {
-		return nil, err
-	}
-	if err := verifySignature(alg, key, jws.signingInput, jws.signature); err != nil {
+	if err := v.verifyParsed(ctx, jws); err != nil {
 		return nil, err
 	}
 	return v.checkClaims(jws.claims)
+}
+
+// verifyParsed is validateParsed without the claim rules: header, issuer, key and signature.
+func (v *JWTValidator) verifyParsed(ctx context.Context, jws *compactJWS) error {
+	alg, err := v.checkHeader(jws)
+	if err != nil {
+		return err
+	}
+	if iss, _ := jws.claims["iss"].(string); iss != v.issuer {
+		return issuerMismatch(iss, v.issuer)
+	}
+	key, err := v.key(ctx, alg, jws.kid)
+	if err != nil {
+		return err
+	}
+	return verifySignature(alg, key, jws.signingInput, jws.signature)
+}
+
+// onlyIssuerVerifies reports whether jws is signed with HMAC and claims the configured issuer while no shared
+// secret is configured: its signature cannot be checked here, only by the issuer (introspection). Anyone can
+// make such a token, but no more cheaply than an opaque one, which goes to introspection anyway.
+func (v *JWTValidator) onlyIssuerVerifies(jws *compactJWS) bool {
+	alg, known := lookupAlgorithm(jws.alg)
+	iss, _ := jws.claims["iss"].(string)
+	return known && alg.family == familyHMAC && len(v.sharedSecret) == 0 && iss == v.issuer
 }
 
 // checkHeader applies the alg allow-list and the typ rule.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // ErrBusy marks a validation refused before any request was sent, because upstream
@@ -58,21 +60,17 @@ func WithSource(ctx context.Context, addr string) context.Context {
 	return context.WithValue(ctx, sourceKey{}, addr)
 }
 
-// upstreamGate enforces UpstreamLimits.
+// upstreamGate enforces UpstreamLimits. Its per-source buckets are the same
+// token buckets (golang.org/x/time/rate) as the per-identity limits of the
+// broker's hook: before authentication the source address is the only identity.
 type upstreamGate struct {
 	slots chan struct{} // nil: no bound in flight
-	rate  float64       // tokens per second; 0: no per-source bound
-	burst float64
+	rate  rate.Limit    // tokens per second; 0: no per-source bound
+	burst int
 	now   func() time.Time
 
 	mu      sync.Mutex
-	buckets map[string]*bucket
-}
-
-// bucket is one source's token bucket.
-type bucket struct {
-	tokens float64
-	last   time.Time
+	buckets map[string]*rate.Limiter
 }
 
 // maxSources bounds the per-source table; beyond it buckets that have refilled are
@@ -80,7 +78,7 @@ type bucket struct {
 const maxSources = 1 << 16
 
 func newUpstreamGate(l UpstreamLimits, now func() time.Time) *upstreamGate {
-	g := &upstreamGate{now: now, buckets: map[string]*bucket{}}
+	g := &upstreamGate{now: now, buckets: map[string]*rate.Limiter{}}
 	switch {
 	case l.MaxInFlight == 0:
 		g.slots = make(chan struct{}, DefaultMaxUpstream)
@@ -91,9 +89,9 @@ func newUpstreamGate(l UpstreamLimits, now func() time.Time) *upstreamGate {
 	case l.PerSourceRate == 0:
 		g.rate = DefaultSourceRate
 	case l.PerSourceRate > 0:
-		g.rate = l.PerSourceRate
+		g.rate = rate.Limit(l.PerSourceRate)
 	}
-	g.burst = 2 * g.rate
+	g.burst = max(1, int(2*g.rate))
 	return g
 }
 
@@ -118,28 +116,22 @@ func (g *upstreamGate) acquire(ctx context.Context) (func(), error) {
 func (g *upstreamGate) take(src string) bool {
 	now := g.now()
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	b := g.buckets[src]
 	if b == nil {
 		if len(g.buckets) >= maxSources {
 			g.prune(now)
 		}
-		b = &bucket{tokens: g.burst, last: now}
+		b = rate.NewLimiter(g.rate, g.burst)
 		g.buckets[src] = b
 	}
-	b.tokens = min(g.burst, b.tokens+now.Sub(b.last).Seconds()*g.rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	g.mu.Unlock()
+	return b.AllowN(now, 1)
 }
 
 // prune forgets the buckets that have refilled; the caller holds g.mu.
 func (g *upstreamGate) prune(now time.Time) {
 	for k, b := range g.buckets {
-		if b.tokens+now.Sub(b.last).Seconds()*g.rate >= g.burst {
+		if b.TokensAt(now) >= float64(g.burst) {
 			delete(g.buckets, k)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"imb/broker"
@@ -61,6 +62,15 @@ rules:
     topics: ["things/+/commands/#"]
     scopes: ["fleet:command"]
     max_qos: 1
+limits:
+  # The noisy-neighbour scenario's flooder (floodID, floodLimit, floodBurst):
+  # never disconnected, so that it floods for the whole run. No other
+  # identity has a limit.
+  - name: flooder
+    subjects: [lt-flood]
+    publishes: 20
+    publish_burst: 20
+    flood_grace: 0s
 `
 
 // brokerMain is the hidden `broker` subcommand: one imb broker on a loopback port
@@ -79,6 +89,10 @@ func brokerMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	policy := fs.String("policy", "", "topics.yaml (default: the harness policy)")
 	maxConns := fs.Int("introspect-max-conns", 0, "connections to the introspection endpoint (0: imb's default, 256)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file")
+	embed := fs.String("cluster-embed", "", "cluster node: embedded NATS route address HOST:PORT")
+	routes := fs.String("cluster-routes", "", "cluster node: the other nodes' route URLs, comma-separated")
+	natsURLs := fs.String("cluster-nats", "", "cluster node: join the NATS cluster at these URLs, comma-separated")
+	nodeName := fs.String("node-name", "", "cluster node: its name")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -89,6 +103,15 @@ func brokerMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer cleanup()
+	if *embed != "" || *natsURLs != "" {
+		cfg.Cluster = broker.ClusterConfig{Embed: *embed, NodeName: *nodeName, LostGrace: broker.Defaults().Cluster.LostGrace}
+		if *routes != "" {
+			cfg.Cluster.Routes = strings.Split(*routes, ",")
+		}
+		if *natsURLs != "" {
+			cfg.Cluster.NATS = strings.Split(*natsURLs, ",")
+		}
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {

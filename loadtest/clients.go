@@ -27,6 +27,11 @@ type runEnv struct {
 	progress io.Writer
 	label    string
 	base     time.Time // payload timestamps are nanoseconds since base (monotonic)
+	// A cluster run (cluster.go): every node's address and process, and the node
+	// client i dials.
+	addrs   []string
+	nodeOf  func(i int) int
+	pidList []int
 }
 
 func (e *runEnv) pid() int {
@@ -34,6 +39,17 @@ func (e *runEnv) pid() int {
 		return 0
 	}
 	return e.proc.Pid()
+}
+
+// pids are the broker processes whose CPU and memory the run adds up.
+func (e *runEnv) pids() []int {
+	if e.pidList != nil {
+		return e.pidList
+	}
+	if p := e.pid(); p > 0 {
+		return []int{p}
+	}
+	return nil
 }
 
 func (e *runEnv) upstreamCalls() int64 {
@@ -58,7 +74,11 @@ func (e *runEnv) dialConnect(ctx context.Context, id string, i int, bufSize int)
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	v := e.o.mqttVersion(e.target)
-	c, err := wire.Dial(ctx, e.addr, wire.Options{ReadBuffer: bufSize, WriteBuffer: bufSize, LocalAddr: sourceIP(e.addr, i), Version: v})
+	addr := e.addr
+	if e.nodeOf != nil {
+		addr = e.addrs[e.nodeOf(i)]
+	}
+	c, err := wire.Dial(ctx, addr, wire.Options{ReadBuffer: bufSize, WriteBuffer: bufSize, LocalAddr: sourceIP(addr, i), Version: v})
 	if err != nil {
 		return nil, err
 	}

@@ -81,7 +81,7 @@ func compare(ctx context.Context, o Options, command string, progress io.Writer)
 		targets = slices.DeleteFunc(targets, func(t string) bool { return t == targetRabbitMQ })
 		rep.Notes = append(rep.Notes, "rabbitmq-oauth2 skipped: "+rabbitmqServer+" is not installed (apt-get install -y rabbitmq-server)")
 	}
-	if !slices.Contains(targets, targetBaseline) {
+	if !slices.Contains(targets, targetBaseline) && o.Nodes <= 1 {
 		rep.Notes = append(rep.Notes, "no baseline target: ratios are not computed")
 	}
 	if o.Scenario == scenarioMemory {
@@ -99,11 +99,10 @@ func compare(ctx context.Context, o Options, command string, progress io.Writer)
 	defer iss.Close()
 	// One signing key for the whole run, read back from the JWKS as any target
 	// would: imb children fetch the JWKS themselves, RabbitMQ gets it as a file.
-	key, err := fetchSigningKey(ctx, iss.JWKSURL())
+	ref, err := issuerRefOf(ctx, iss)
 	if err != nil {
 		return nil, err
 	}
-	ref := issuerRef{URL: iss.URL(), JWKSURL: iss.JWKSURL(), IntrospectURL: iss.IntrospectURL(), ClientID: iss.ClientID(), ClientSecret: iss.ClientSecret(), Key: key}
 	for _, t := range targets {
 		if v := o.mqttVersion(t); v == wire.V311 && o.MQTT != mqtt311 {
 			rep.Notes = append(rep.Notes, t+" speaks MQTT 3.1.1 only: its clients used 3.1.1, the others 5 (--mqtt 3.1.1 for the same protocol everywhere)")
@@ -116,6 +115,11 @@ func compare(ctx context.Context, o Options, command string, progress io.Writer)
 			return nil, err
 		}
 	}
+	baseline := targetBaseline
+	if o.Nodes > 1 {
+		targets, baseline = clusterPlacements, clusterSame
+		rep.Notes = append(rep.Notes, fmt.Sprintf("cluster of %d imb-jwt nodes (embedded NATS JetStream); CPU and memory are the sums over the nodes; ratios are to the same-node placement", o.Nodes))
+	}
 	stamp := rep.Started.Format("20060102-150405")
 	base := time.Now()
 	for r := 1; r <= o.Repeat; r++ {
@@ -124,7 +128,12 @@ func compare(ctx context.Context, o Options, command string, progress io.Writer)
 				return nil, ctx.Err()
 			}
 			prefix := filepath.Join(o.Out, fmt.Sprintf("%s-%s-%s-r%d", o.Scenario, stamp, t, r))
-			run := compareOne(ctx, o, t, r, ref, toks.forTarget(t), iss.IntrospectCalls, prefix, base, progress)
+			var run Run
+			if o.Nodes > 1 {
+				run = compareCluster(ctx, o, t, r, ref, toks.forTarget(targetJWT), prefix, base, progress)
+			} else {
+				run = compareOne(ctx, o, t, r, ref, toks.forTarget(t), iss.IntrospectCalls, prefix, base, progress)
+			}
 			if run.Failure != "" && progress != nil {
 				fmt.Fprintf(progress, "[%s %d/%d] FAILED: %s\n", t, r, o.Repeat, run.Failure)
 			}
@@ -133,7 +142,7 @@ func compare(ctx context.Context, o Options, command string, progress io.Writer)
 	}
 	rep.Host.LoadAvg = append(rep.Host.LoadAvg, loadAverage())
 	rep.Metrics = metricsFor(o.Scenario)
-	rep.Summaries = summarize(rep.Runs, targets, targetBaseline)
+	rep.Summaries = summarize(rep.Runs, targets, baseline)
 	return rep, nil
 }
 
@@ -168,6 +177,8 @@ func runScenario(ctx context.Context, e *runEnv) (Run, error) {
 		return runConnect(ctx, e)
 	case scenarioMemory:
 		return runMemory(ctx, e)
+	case scenarioNoisy:
+		return runNoisy(ctx, e)
 	default:
 		return runTraffic(ctx, e)
 	}

@@ -249,3 +249,36 @@ func TestCompareP2PQoS0Profile(t *testing.T) {
 		}
 	}
 }
+
+// TestCompareNoisyNeighbour: imb holds the flooder to its limit (the baseline,
+// without limits, lets all of it through) and every message of the others arrives
+// in both phases.
+func TestCompareNoisyNeighbour(t *testing.T) {
+	rep, _ := tinyCompare(t, "--scenario", "noisy-neighbour", "--clients", "5", "--rate", "20", "--duration", "3s",
+		"--flood-factor", "10", "--targets", "baseline,imb-jwt")
+	for _, r := range rep.Runs {
+		v := r.Values
+		if r.Failure != "" || v["errors"] != 0 {
+			t.Fatalf("%s: failure %q, errors %v", r.Target, r.Failure, r.Errors)
+		}
+		if v["quiet_deliveries_per_s"] <= 0 || v["flood_deliveries_per_s"] <= 0 {
+			t.Errorf("%s: deliveries/s %g quiet, %g flood", r.Target, v["quiet_deliveries_per_s"], v["flood_deliveries_per_s"])
+		}
+		ordered(t, r.Target+" quiet", v, "quiet_latency")
+		ordered(t, r.Target+" flood", v, "flood_latency")
+		sent, accepted := v["flooder_sent_per_s"], v["flooder_sustained_per_s"]
+		if sent < 150 {
+			t.Errorf("%s: the flooder sent %g/s, want about 200", r.Target, sent)
+		}
+		switch r.Target {
+		case "baseline":
+			if accepted < 0.9*sent {
+				t.Errorf("baseline has no limits, yet accepted %g/s of %g/s", accepted, sent)
+			}
+		case "imb-jwt":
+			if accepted < 0.8*floodLimit || accepted > 1.2*floodLimit {
+				t.Errorf("imb accepted %g/s of the flooder's %g/s, want its limit %d/s", accepted, sent, floodLimit)
+			}
+		}
+	}
+}

@@ -29,7 +29,7 @@ func runConnect(ctx context.Context, e *runEnv) (Run, error) {
 	o := e.o
 	run := Run{Target: e.target, Started: time.Now(), Values: map[string]float64{}}
 	var connects atomic.Int64
-	mon := startMonitor(e.label, e.pid(), counters{connects: connects.Load}, e.progress)
+	mon := startMonitor(e.label, e.pids(), counters{connects: connects.Load}, e.progress)
 	phase := func(name string) (*connectPhase, error) {
 		ph := &connectPhase{}
 		u0, err := mon.usage()

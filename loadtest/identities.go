@@ -51,6 +51,7 @@ func mintTokens(iss *issuer.Issuer, things, apps int) tokens {
 	for i := range apps {
 		add(appID(i), appScopes)
 	}
+	add(floodID, thingScopes) // the noisy-neighbour scenario's flooder; unused elsewhere
 	return t
 }
 

@@ -25,6 +25,22 @@ func metricsFor(scenario string) []Metric {
 			{"broker_rss_peak_mb", "broker RSS peak", "MB", false},
 			{"errors", "errors", "", false},
 		}
+	case scenarioNoisy:
+		return []Metric{
+			{"quiet_deliveries_per_s", "others' deliveries/s, no flooder", "/s", true},
+			{"flood_deliveries_per_s", "others' deliveries/s, flooder on", "/s", true},
+			{"deliveries_flood_to_quiet", "deliveries flooder on / off", "", true},
+			{"quiet_latency_p99_ms", "others' p99, no flooder", "ms", false},
+			{"flood_latency_p99_ms", "others' p99, flooder on", "ms", false},
+			{"p99_flood_to_quiet", "p99 flooder on / off", "", false},
+			{"flooder_sent_per_s", "flooder sent/s", "/s", false},
+			{"flooder_accepted_per_s", "flooder accepted/s", "/s", false},
+			{"flooder_sustained_per_s", "flooder accepted/s after its burst", "/s", false},
+			{"flooder_sustained_to_limit", "that / its limit", "", false},
+			{"errors", "errors", "", false},
+			{"broker_cpu_s", "broker CPU", "s", false},
+			{"broker_rss_peak_mb", "broker RSS peak", "MB", false},
+		}
 	case scenarioMemory:
 		return []Metric{
 			{"connected", "things connected", "", true},
@@ -147,6 +163,8 @@ func describeLoad(o Options) string {
 		return fmt.Sprintf("fan-in: %d things publish to a shared subscription of %d, QoS %d, %d-byte payload, %s, %s, window %d", o.Clients, o.Subscribers, o.QoS, o.Payload, bound, pace, o.Inflight)
 	case scenarioConnect:
 		return fmt.Sprintf("connect storm: %d things connect with fresh tokens, then reconnect with the same tokens, %d at once; introspection latency %s, error rate %g", o.Clients, o.Concurrency, o.IntrospectLatency, o.IntrospectErrorRate)
+	case scenarioNoisy:
+		return fmt.Sprintf("noisy neighbour: %d things publish their telemetry at %s, QoS %d, %d-byte payload, to one fleet:read subscriber, %s without and then %s with a flooder publishing QoS 0 at %g× its limit of %d msg/s (burst %d; imb targets only: the others have no limits)", o.Clients, pace, o.QoS, o.Payload, bound, bound, o.FloodFactor, floodLimit, floodBurst)
 	default:
 		return fmt.Sprintf("memory: %d things connected and subscribed to their commands, %d connecting at once", o.Clients, o.Concurrency)
 	}

@@ -29,7 +29,7 @@ func runMemory(ctx context.Context, e *runEnv) (Run, error) {
 		return run, err
 	}
 	var connects atomic.Int64
-	mon := startMonitor(e.label, e.pid(), counters{connects: connects.Load}, e.progress)
+	mon := startMonitor(e.label, e.pids(), counters{connects: connects.Load}, e.progress)
 	up0 := e.upstreamCalls()
 	var lat hist.Histogram
 	var ok int64

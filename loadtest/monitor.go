@@ -20,7 +20,7 @@ type counters struct {
 // keeps the timeline, and prints one progress line per sample.
 type monitor struct {
 	label string
-	pid   int // 0: no broker process to read
+	pids  []int // the broker's processes (a cluster's nodes); none: nothing to read
 	c     counters
 	out   io.Writer // nil: no progress lines
 
@@ -38,13 +38,13 @@ type monitor struct {
 }
 
 // startMonitor begins sampling now.
-func startMonitor(label string, pid int, c counters, out io.Writer) *monitor {
-	m := &monitor{label: label, pid: pid, c: c, out: out, start: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
+func startMonitor(label string, pids []int, c counters, out io.Writer) *monitor {
+	m := &monitor{label: label, pids: pids, c: c, out: out, start: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
 	if st, err := readProc(os.Getpid()); err == nil {
 		m.selfCPU = st.CPUSeconds
 	}
-	if pid > 0 {
-		if st, err := readProc(pid); err == nil {
+	if len(pids) > 0 {
+		if st, err := m.read(); err == nil {
 			m.startCPU, m.lastCPU, m.peakRSS = st.CPUSeconds, st.CPUSeconds, st.RSSBytes
 		} else {
 			m.procErr = err
@@ -84,8 +84,8 @@ func (m *monitor) loop() {
 			}
 			last, lc, lp, ld = now, c, p, d
 			m.mu.Lock()
-			if m.pid > 0 {
-				if st, err := readProc(m.pid); err == nil {
+			if len(m.pids) > 0 {
+				if st, err := m.read(); err == nil {
 					s.RSSMB = float64(st.RSSBytes) / (1 << 20)
 					s.CPUPercent = (st.CPUSeconds - m.lastCPU) / dt * 100
 					m.lastCPU = st.CPUSeconds
@@ -105,6 +105,20 @@ func (m *monitor) loop() {
 			return
 		}
 	}
+}
+
+// read adds up the broker's processes: CPU time and resident memory.
+func (m *monitor) read() (procStat, error) {
+	var sum procStat
+	for _, pid := range m.pids {
+		st, err := readProc(pid)
+		if err != nil {
+			return sum, err
+		}
+		sum.CPUSeconds += st.CPUSeconds
+		sum.RSSBytes += st.RSSBytes
+	}
+	return sum, nil
 }
 
 func (m *monitor) sampleCount() int {
@@ -142,10 +156,10 @@ func (m *monitor) usage() (brokerUsage, error) {
 	if self, err := readProc(os.Getpid()); err == nil {
 		u.GeneratorCPUSeconds = self.CPUSeconds - m.selfCPU
 	}
-	if m.pid <= 0 {
+	if len(m.pids) == 0 {
 		return u, nil
 	}
-	st, err := readProc(m.pid)
+	st, err := m.read()
 	if err != nil {
 		return u, err
 	}

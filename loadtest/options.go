@@ -20,9 +20,10 @@ const (
 	scenarioFanin   = "fanin"
 	scenarioConnect = "connect"
 	scenarioMemory  = "memory"
+	scenarioNoisy   = "noisy-neighbour"
 )
 
-var scenarios = []string{scenarioP2P, scenarioFanout, scenarioFanin, scenarioConnect, scenarioMemory}
+var scenarios = []string{scenarioP2P, scenarioFanout, scenarioFanin, scenarioConnect, scenarioMemory, scenarioNoisy}
 
 // Options are the flags shared by compare and run.
 type Options struct {
@@ -38,6 +39,7 @@ type Options struct {
 	Concurrency int           `json:"concurrency"`            // connects in flight at once (connect, memory, setup)
 	Drain       time.Duration `json:"drain"`                  // how long to wait for stragglers after publishing stops
 	Settle      time.Duration `json:"settle"`                 // memory: quiet time before each RSS reading
+	FloodFactor float64       `json:"flood_factor,omitempty"` // noisy-neighbour: the flooder publishes at this multiple of its limit
 
 	IntrospectLatency   time.Duration `json:"introspect_latency"`
 	IntrospectErrorRate float64       `json:"introspect_error_rate"`
@@ -47,13 +49,18 @@ type Options struct {
 	// that speaks only one version is loaded in that one (see mqttVersion).
 	MQTT string `json:"mqtt"`
 
-	Targets     []string `json:"targets"`
-	Repeat      int      `json:"repeat"`
-	Policy      string   `json:"policy"` // empty: the harness's own policy (the default topics.yaml's thing and fleet rules)
-	Out         string   `json:"out"`
-	CPUProfile  bool     `json:"cpu_profile"`
-	AllowRemote bool     `json:"allow_remote"`
-	Quiet       bool     `json:"-"`
+	Targets []string `json:"targets"`
+	// Nodes > 1: compare runs imb-jwt as a cluster of that many nodes, once with
+	// every subscriber on its publisher's node and once with none (cluster.go).
+	Nodes int `json:"nodes,omitempty"`
+	// clusterArgs are the cluster flags of one node's child (set per node).
+	clusterArgs []string
+	Repeat      int    `json:"repeat"`
+	Policy      string `json:"policy"` // empty: the harness's own policy (the default topics.yaml's thing and fleet rules)
+	Out         string `json:"out"`
+	CPUProfile  bool   `json:"cpu_profile"`
+	AllowRemote bool   `json:"allow_remote"`
+	Quiet       bool   `json:"-"`
 
 	// run only
 	URL        string `json:"url,omitempty"`
@@ -102,23 +109,25 @@ func parseOptions(name string, args []string, stderr io.Writer, run bool) (Optio
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.Scenario, "scenario", scenarioP2P, "scenario: "+strings.Join(scenarios, "|"))
-	fs.IntVar(&o.Clients, "clients", 0, "p2p: publisher/subscriber pairs; fanout: subscribers; fanin: publishers; connect, memory: things (default 10, 50, 50, 1000, 1000)")
+	fs.IntVar(&o.Clients, "clients", 0, "p2p: publisher/subscriber pairs; fanout: subscribers; fanin: publishers; connect, memory: things; noisy-neighbour: well-behaved things (default 10, 50, 50, 1000, 1000, 1000)")
 	fs.IntVar(&o.Clients, "things", 0, "same as --clients")
 	fs.IntVar(&o.Subscribers, "subscribers", 1, "fanin: members of the shared subscription")
 	fs.IntVar(&o.QoS, "qos", 1, "QoS of publishes and subscriptions: 0 or 1")
 	fs.IntVar(&o.Payload, "payload", 64, "payload bytes (at least 8: the send timestamp)")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "how long publishers publish")
 	fs.IntVar(&o.Messages, "messages", 0, "messages per publisher (0: until --duration; publishing stops at whichever comes first)")
-	fs.Float64Var(&o.Rate, "rate", 0, "messages/s per publisher (0: as fast as flow control allows)")
+	fs.Float64Var(&o.Rate, "rate", 0, "messages/s per publisher (0: as fast as flow control allows; noisy-neighbour: 1)")
 	fs.IntVar(&o.Inflight, "inflight", 64, "QoS 1: unacknowledged publishes per publisher")
 	fs.IntVar(&o.Concurrency, "concurrency", 200, "connects in flight at once (connect, memory, and setup of the others)")
 	fs.DurationVar(&o.Drain, "drain", 3*time.Second, "after publishing: wait this long without progress before counting the rest as dropped")
 	fs.DurationVar(&o.Settle, "settle", 2*time.Second, "memory: how long the broker is left alone before each RSS reading")
+	fs.Float64Var(&o.FloodFactor, "flood-factor", 100, "noisy-neighbour: the flooder publishes at this multiple of its limit (20 messages/s)")
 	fs.DurationVar(&o.IntrospectLatency, "introspect-latency", 0, "latency the token issuer adds to every introspection request")
 	fs.Float64Var(&o.IntrospectErrorRate, "introspect-error-rate", 0, "fraction of introspection requests the issuer answers with HTTP 500")
 	fs.IntVar(&o.IntrospectMaxConns, "introspect-max-conns", 0, "imb introspection modes: connections to the endpoint (0: imb's default)")
 	fs.StringVar(&o.MQTT, "mqtt", mqtt5, "MQTT version the clients speak: 5 or 3.1.1 (a target that speaks only 3.1.1, such as rabbitmq-oauth2, always gets 3.1.1)")
 	fs.Var(listFlag{&o.Targets}, "targets", "comma-separated targets: "+strings.Join(allTargets, ","))
+	fs.IntVar(&o.Nodes, "nodes", 1, "p2p, fanout: run imb-jwt as a cluster of N nodes (embedded NATS JetStream), clients spread over them, once same-node and once cross-node (--targets is then ignored)")
 	fs.IntVar(&o.Repeat, "repeat", 1, "runs per target (interleaved); figures are medians")
 	fs.StringVar(&o.Policy, "policy", "", "topics.yaml for the imb targets (default: the harness writes one with the default policy's thing and fleet rules)")
 	fs.StringVar(&o.Out, "out", "loadtest/out", "directory for the JSON, Markdown and HTML reports")
@@ -144,10 +153,16 @@ func (o *Options) check(run bool) error {
 	if !slices.Contains(scenarios, o.Scenario) {
 		return fmt.Errorf("--scenario %q: want one of %s", o.Scenario, strings.Join(scenarios, ", "))
 	}
-	if o.Clients == 0 {
-		o.Clients = map[string]int{scenarioP2P: 10, scenarioFanout: 50, scenarioFanin: 50, scenarioConnect: 1000, scenarioMemory: 1000}[o.Scenario]
-	}
 	var errs []error
+	if o.Clients == 0 {
+		o.Clients = map[string]int{scenarioP2P: 10, scenarioFanout: 50, scenarioFanin: 50, scenarioConnect: 1000, scenarioMemory: 1000, scenarioNoisy: 1000}[o.Scenario]
+	}
+	if o.Scenario == scenarioNoisy && o.Rate == 0 {
+		o.Rate = 1 // "a normal rate": a reading a second per thing
+	}
+	if o.FloodFactor <= 0 {
+		errs = append(errs, fmt.Errorf("--flood-factor %g: want more than 0", o.FloodFactor))
+	}
 	if o.Clients < 1 {
 		errs = append(errs, errors.New("--clients must be at least 1"))
 	}
@@ -180,6 +195,9 @@ func (o *Options) check(run bool) error {
 	}
 	if o.Rate < 0 {
 		errs = append(errs, errors.New("--rate must not be negative"))
+	}
+	if err := o.checkCluster(); err != nil {
+		errs = append(errs, err)
 	}
 	if !run {
 		if len(o.Targets) == 0 {

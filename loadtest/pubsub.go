@@ -31,6 +31,9 @@ type publisher struct {
 	lastAck atomic.Int64
 	window  chan struct{}
 	done    chan struct{}
+	// offset delays a paced publisher's first message, so that many publishers
+	// at one rate do not all send in the same instant.
+	offset time.Duration
 }
 
 // read consumes deliveries: records latency from the payload's timestamp and
@@ -112,18 +115,22 @@ func (p *publisher) read(e *runEnv, closing *atomic.Bool) {
 }
 
 // publish sends until ctx ends or the message budget is spent. At QoS 1 at most
-// o.Inflight publishes are unacknowledged; --rate paces each publisher.
-func (p *publisher) publish(ctx context.Context, e *runEnv, qos byte) {
+// o.Inflight publishes are unacknowledged; rate (messages/s, 0: unpaced) paces
+// the publisher.
+func (p *publisher) publish(ctx context.Context, e *runEnv, qos byte, rate float64) {
 	o := e.o
 	payload := make([]byte, o.Payload)
 	for i := 8; i < len(payload); i++ {
 		payload[i] = 'x'
 	}
 	var interval time.Duration
-	if o.Rate > 0 {
-		interval = time.Duration(float64(time.Second) / o.Rate)
+	if rate > 0 {
+		interval = time.Duration(float64(time.Second) / rate)
 	}
-	next := time.Now()
+	next := time.Now().Add(p.offset)
+	if interval > 0 && p.offset > 0 {
+		next = next.Add(-interval) // the loop adds one interval before the first message
+	}
 	var id uint16
 	defer func() { _ = p.conn.Flush() }()
 	for n := 0; o.Messages == 0 || n < o.Messages; n++ {

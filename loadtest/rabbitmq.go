@@ -20,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"imb/internal/freeport"
 )
 
 // RabbitMQ as a target: Debian's rabbitmq-server (3.10) with its MQTT plugin and
@@ -174,7 +176,7 @@ func (p *brokerProc) startRabbitMQ(ctx context.Context, key signingKey, nodeSeq 
 	p.rabbit = n
 	ports := make([]int, 4) // AMQP, MQTT, distribution, epmd
 	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
+		if ports[i], err = freeport.Port(); err != nil {
 			return err
 		}
 	}
@@ -236,11 +238,27 @@ func (p *brokerProc) startRabbitMQ(ctx context.Context, key signingKey, nodeSeq 
 	if err := waitListening(ctx, p.addr, rabbitmqStartTimeout, n.exited); err != nil {
 		return fmt.Errorf("rabbitmq node: %w", err)
 	}
+	// The MQTT listener opens when its plugin starts, which may be before the
+	// OAuth2 backend's: CONNECTs then find no one to check their token and are
+	// closed. The node is ready once RabbitMQ says it has booted.
+	actx, cancel := context.WithTimeout(ctx, rabbitmqStartTimeout)
+	defer cancel()
+	await := exec.CommandContext(actx, filepath.Join(filepath.Dir(rabbitmqServer), "rabbitmqctl"), "await_startup")
+	await.Env = cmd.Env
+	await.Stdout, await.Stderr = p.logFile, p.logFile
+	if err := await.Run(); err != nil {
+		return fmt.Errorf("rabbitmq node: rabbitmqctl await_startup: %w", err)
+	}
 	if n.beam = findDescendant(cmd.Process.Pid, "beam.smp"); n.beam == 0 {
 		return errors.New("rabbitmq node: no beam.smp process under the start script")
 	}
 	return nil
 }
+
+// errExitedAtStart: the child ended before it listened. With free ports picked
+// before the child binds them, another process on the machine (a parallel test
+// package) can take one in between; starting again with new ports is the cure.
+var errExitedAtStart = errors.New("exited at start")
 
 // waitListening dials addr until it accepts, the process behind it exits, ctx
 // ends or timeout passes.
@@ -249,7 +267,7 @@ func waitListening(ctx context.Context, addr string, timeout time.Duration, exit
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
-			return errors.New("exited at start")
+			return errExitedAtStart
 		case <-ctx.Done():
 			return ctx.Err()
 		default:

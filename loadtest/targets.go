@@ -14,6 +14,9 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"imb/internal/freeport"
+	"imb/internal/issuer"
 )
 
 // Target names, in the order compare runs them.
@@ -85,6 +88,17 @@ type issuerRef struct {
 	Key                                                 signingKey
 }
 
+// issuerRefOf is iss as the targets see it, with its signing key read back from
+// its JWKS as any target would read it.
+func issuerRefOf(ctx context.Context, iss *issuer.Issuer) (issuerRef, error) {
+	key, err := fetchSigningKey(ctx, iss.JWKSURL())
+	if err != nil {
+		return issuerRef{}, err
+	}
+	return issuerRef{URL: iss.URL(), JWKSURL: iss.JWKSURL(), IntrospectURL: iss.IntrospectURL(),
+		ClientID: iss.ClientID(), ClientSecret: iss.ClientSecret(), Key: key}, nil
+}
+
 // startBroker starts the target as a child process on a loopback port and waits
 // until it accepts connections. logPath receives the child's stderr.
 func startBroker(ctx context.Context, target string, iss issuerRef, o Options, logPath, profilePath string) (*brokerProc, error) {
@@ -92,22 +106,47 @@ func startBroker(ctx context.Context, target string, iss issuerRef, o Options, l
 	if err != nil {
 		return nil, fmt.Errorf("broker log: %w", err)
 	}
-	p := &brokerProc{target: target, logFile: logFile}
-	switch target {
-	case targetMosquitto:
-		err = p.startMosquitto(ctx, filepath.Dir(logPath))
-	case targetRabbitMQ:
-		if err = p.startRabbitMQ(ctx, iss.Key, int(rabbitmqNodes.Add(1))); err != nil {
-			p.stopRabbitMQ() // whatever of the node did start
+	var p *brokerProc
+	for attempt := 1; ; attempt++ {
+		p = &brokerProc{target: target, logFile: logFile}
+		switch target {
+		case targetMosquitto:
+			err = p.startMosquitto(ctx, filepath.Dir(logPath))
+		case targetRabbitMQ:
+			if err = p.startRabbitMQ(ctx, iss.Key, int(rabbitmqNodes.Add(1))); err != nil {
+				p.stopRabbitMQ() // whatever of the node did start
+			}
+		default:
+			err = p.startImb(ctx, target, iss, o, profilePath)
 		}
-	default:
-		err = p.startImb(ctx, target, iss, o, profilePath)
+		if err == nil || !errors.Is(err, errExitedAtStart) || attempt == startAttempts {
+			break
+		}
+		fmt.Fprintf(logFile, "\n--- loadtest: %s %v (attempt %d of %d); starting again with new ports ---\n", target, err, attempt, startAttempts)
 	}
 	if err != nil {
 		_ = logFile.Close()
-		return nil, fmt.Errorf("start %s: %w (log: %s)", target, err, logPath)
+		return nil, fmt.Errorf("start %s: %w (log %s ends: %q)", target, err, logPath, logTail(logPath, 1500))
 	}
 	return p, nil
+}
+
+// startAttempts bounds the starts of a child that exits before it listens.
+const startAttempts = 3
+
+// logTail returns the last n bytes of a child's log, so that a failed start
+// says why where only the error is kept (a CI transcript).
+func logTail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > n {
+		_, _ = f.Seek(st.Size()-n, io.SeekStart)
+	}
+	b, _ := io.ReadAll(f)
+	return string(b)
 }
 
 func (p *brokerProc) startImb(ctx context.Context, target string, iss issuerRef, o Options, profilePath string) error {
@@ -128,6 +167,7 @@ func (p *brokerProc) startImb(ctx context.Context, target string, iss issuerRef,
 		args = append(args, "--cpuprofile", profilePath)
 		p.profile = profilePath
 	}
+	args = append(args, o.clusterArgs...)
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), roleEnv+"=broker", "IMB_CLIENT_SECRET="+iss.ClientSecret)
 	cmd.Stderr = p.logFile
@@ -161,9 +201,9 @@ func (p *brokerProc) startImb(ctx context.Context, target string, iss issuerRef,
 		}
 		p.addr = a
 		return nil
-	case <-time.After(30 * time.Second):
+	case <-time.After(90 * time.Second): // a cluster node first waits for JetStream's quorum (up to 60 s)
 		p.stop()
-		return errors.New("broker did not report its address within 30s")
+		return errors.New("broker did not report its address within 90s")
 	case <-ctx.Done():
 		p.stop()
 		return ctx.Err()
@@ -186,7 +226,7 @@ log_type warning
 `
 
 func (p *brokerProc) startMosquitto(ctx context.Context, dir string) error {
-	port, err := freePort()
+	port, err := freeport.Port()
 	if err != nil {
 		return err
 	}
@@ -213,7 +253,7 @@ func (p *brokerProc) startMosquitto(ctx context.Context, dir string) error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
-			return errors.New("mosquitto exited at start")
+			return fmt.Errorf("mosquitto: %w", errExitedAtStart)
 		case <-ctx.Done():
 			p.stop()
 			return ctx.Err()
@@ -227,16 +267,6 @@ func (p *brokerProc) startMosquitto(ctx context.Context, dir string) error {
 	}
 	p.stop()
 	return errors.New("mosquitto did not listen within 10s")
-}
-
-// freePort asks the kernel for a free loopback port.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // collectGarbage asks an imb child to run the garbage collector and return freed

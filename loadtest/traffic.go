@@ -61,6 +61,8 @@ func identityCounts(o Options) (things, apps int) {
 		return 1, o.Clients
 	case scenarioFanin:
 		return o.Clients, o.Subscribers
+	case scenarioNoisy:
+		return o.Clients, noisyApps
 	default:
 		return o.Clients, 0
 	}
@@ -166,7 +168,7 @@ func runTraffic(ctx context.Context, e *runEnv) (Run, error) {
 	}
 	upstream0 := e.upstreamCalls()
 	run.Values["upstream_calls_setup"] = float64(upstream0 - upstreamSetup)
-	mon := startMonitor(e.label, e.pid(), counters{publishes: sumPub, deliveries: sumDeliv}, e.progress)
+	mon := startMonitor(e.label, e.pids(), counters{publishes: sumPub, deliveries: sumDeliv}, e.progress)
 
 	// Publish.
 	t0 := time.Since(e.base)
@@ -176,7 +178,7 @@ func runTraffic(ctx context.Context, e *runEnv) (Run, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.publish(pctx, e, qos)
+			p.publish(pctx, e, qos, o.Rate)
 		}()
 	}
 	wg.Wait()

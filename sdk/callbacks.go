@@ -105,9 +105,11 @@ func (cb Callback) MarshalJSON() ([]byte, error) {
 
 // authPayload is the body of every /json/authenticate round, request and reply alike.
 type authPayload struct {
-	TokenID   string     `json:"tokenId,omitempty"`
-	AuthID    string     `json:"authId,omitempty"`
-	Callbacks []Callback `json:"callbacks,omitempty"`
+	TokenID string `json:"tokenId,omitempty"`
+	AuthID  string `json:"authId,omitempty"`
+	// AuthIDDigest replaces authId through an IoT Gateway (the authId does not fit a datagram).
+	AuthIDDigest string     `json:"auth_id_digest,omitempty"`
+	Callbacks    []Callback `json:"callbacks,omitempty"`
 	// answeredBy records, per callback, which handler filled it (-1: none); never sent.
 	answeredBy []int
 }

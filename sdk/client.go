@@ -46,6 +46,9 @@ type Config struct {
 	Timeout time.Duration
 	// Logger receives debug lines; tokens are only ever logged as fingerprints. Nil discards.
 	Logger *slog.Logger
+	// Key is the thing's key, used over coap:// and coaps:// (an IoT Gateway) for the self-signed DTLS
+	// client certificate; nil means a fresh P-256 key. Unused over HTTP.
+	Key *Key
 }
 
 // Client talks to one AM realm. It is safe for concurrent use.
@@ -56,6 +59,7 @@ type Client struct {
 	timeout    time.Duration
 	log        *slog.Logger
 	cookieName string
+	tr         transport // nil: HTTP straight to AM
 
 	jwksMu  sync.Mutex
 	jwksURI string
@@ -66,8 +70,15 @@ type Client struct {
 // realm's JWKS through OIDC discovery (used for local introspection when AM cannot be asked).
 func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 	u, err := url.Parse(cfg.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("sdk: base URL %q: want http(s)://host[:port]/path", cfg.BaseURL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("sdk: base URL %q: want http(s)://host[:port]/path or coap(s)://host[:port]", cfg.BaseURL)
+	}
+	switch u.Scheme {
+	case "http", "https":
+	case "coap", "coaps":
+		return newGatewayClient(ctx, cfg, u)
+	default:
+		return nil, fmt.Errorf("sdk: base URL %q: want http(s)://host[:port]/path or coap(s)://host[:port]", cfg.BaseURL)
 	}
 	if err := checkRealm(cfg.Realm); err != nil {
 		return nil, fmt.Errorf("sdk: %w", err)
@@ -99,6 +110,36 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 		c.log.DebugContext(ctx, "jwks fetch failed", "err", err)
 	}
 	return c, nil
+}
+
+// newGatewayClient is a client whose requests go through an IoT Gateway: AM's URLs and realm are the
+// gateway's (learnt from /aminfo), cfg.Realm is ignored.
+func newGatewayClient(ctx context.Context, cfg Config, u *url.URL) (*Client, error) {
+	tr, err := newCOAPTransport(u, cfg.Key)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{tr: tr, timeout: cfg.Timeout, log: cfg.Logger, cookieName: defaultCookieName}
+	if c.timeout <= 0 {
+		c.timeout = defaultTimeout
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.ep, err = tr.gatewayEndpoints(ctx, c.timeout); err != nil {
+		tr.close()
+		return nil, err
+	}
+	c.realm = c.ep.realm
+	return c, nil
+}
+
+// Close releases the client's gateway connection, if any; HTTP clients hold nothing to release.
+func (c *Client) Close() error {
+	if t, ok := c.tr.(*coapTransport); ok {
+		t.close()
+	}
+	return nil
 }
 
 // Realm returns the realm the client was configured with.
@@ -179,6 +220,13 @@ func (c *Client) send(ctx context.Context, op string, r httpRequest) ([]byte, er
 func (c *Client) roundTrip(ctx context.Context, op string, r httpRequest) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	if c.tr != nil {
+		status, data, err := c.tr.roundTrip(ctx, op, r)
+		if err == nil {
+			c.log.DebugContext(ctx, "gateway call", "op", op, "status", status, "bytes", len(data))
+		}
+		return status, data, err
+	}
 	var body io.Reader
 	if r.body != nil {
 		body = bytes.NewReader(r.body)

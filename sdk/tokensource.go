@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -74,8 +75,61 @@ func (s *ThingTokenSource) Reset() {
 }
 
 // margin is how long before expiry tok is renewed: RefreshBefore, or a third of the lifetime if less.
-func (s *ThingTokenSource) margin(tok *Token) time.Duration {
-	m := s.RefreshBefore
+func (s *ThingTokenSource) margin(tok *Token) time.Duration { return renewMargin(s.RefreshBefore, tok) }
+
+// UserTokenSource is the TokenSource of a user token a thing obtained through the device
+// authorization grant (UserToken): it renews the token with its refresh token shortly before it
+// expires. There is no fallback: when the refresh is refused, the user has to approve the thing
+// again, and Token returns the error (errors.Is ErrInvalidGrant). It is safe for concurrent use.
+type UserTokenSource struct {
+	thing *Thing
+	// RefreshBefore caps how early the token is renewed (default one minute); set it before first use.
+	RefreshBefore time.Duration
+
+	mu    sync.Mutex
+	tok   *Token
+	stale bool
+}
+
+// UserTokenSource returns a token source that starts with tok, a user token with a refresh token.
+func (t *Thing) UserTokenSource(tok *Token) *UserTokenSource {
+	return &UserTokenSource{thing: t, tok: tok, RefreshBefore: defaultRefreshBefore}
+}
+
+// Token returns the token while it is fresh, otherwise the one its refresh token gives.
+func (s *UserTokenSource) Token(ctx context.Context) (*Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tok == nil {
+		return nil, errors.New("user token source: no token")
+	}
+	if !s.stale && s.tok.Valid() && !s.tok.ExpiresWithin(renewMargin(s.RefreshBefore, s.tok)) {
+		return s.tok, nil
+	}
+	if s.tok.RefreshToken == "" {
+		return nil, errors.New("user token source: the token expired and has no refresh token; ask the user again")
+	}
+	tok, err := s.thing.RefreshToken(ctx, s.tok.RefreshToken)
+	if err != nil {
+		return nil, fmt.Errorf("user token source: refresh: %w", err)
+	}
+	if tok.RefreshToken == "" {
+		tok.RefreshToken = s.tok.RefreshToken
+	}
+	s.tok, s.stale = tok, false
+	return tok, nil
+}
+
+// Reset makes the next Token call refresh, for example after the broker refused the token.
+func (s *UserTokenSource) Reset() {
+	s.mu.Lock()
+	s.stale = true
+	s.mu.Unlock()
+}
+
+// renewMargin is how long before expiry tok is renewed: before, or a third of the lifetime if less.
+func renewMargin(before time.Duration, tok *Token) time.Duration {
+	m := before
 	if m <= 0 {
 		m = defaultRefreshBefore
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"net/http"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -33,14 +34,14 @@ func (s *syncBuffer) String() string {
 }
 
 // startDev runs imb dev in memory on free loopback ports and waits for its guide.
-func startDev(t *testing.T) string {
+func startDev(t *testing.T, extra ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
 	done := make(chan int, 1)
 	go func() {
-		done <- devMain(ctx, []string{"--in-memory", "--am-listen", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
-			"--ws-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--policy", "../../topics.yaml"}, out, io.Discard)
+		done <- devMain(ctx, append([]string{"--in-memory", "--am-listen", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
+			"--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--policy", "../../topics.yaml"}, extra...), out, io.Discard)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -50,7 +51,7 @@ func startDev(t *testing.T) string {
 			t.Error("imb dev did not stop")
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second) // a cluster's nodes wait for JetStream's quorum
 	for !strings.Contains(out.String(), "Stop with Ctrl-C.") {
 		select {
 		case code := <-done:
@@ -140,5 +141,83 @@ func TestDevGuideWithMosquittoClients(t *testing.T) {
 	_ = subCmd.Wait()
 	if got := subOut.String(); !strings.Contains(got, "things/demo-thermostat/telemetry/temperature 21.5") {
 		t.Fatalf("the cloud application's mosquitto_sub saw %q", got)
+	}
+}
+
+var nodeLine = regexp.MustCompile(`node (n\d)\s+mqtt://(\S+)\s+ws://\S+\s+admin http://(\S+)`)
+
+// TestDevNodes: imb dev --nodes 3 prints three nodes, each ready and joined,
+// and a message the demo thing publishes on node 1 reaches the cloud
+// application subscribed on node 3, with the guide's own tokens.
+func TestDevNodes(t *testing.T) {
+	guide := startDev(t, "--nodes", "3")
+	nodes := nodeLine.FindAllStringSubmatch(guide, -1)
+	if len(nodes) != 3 || nodes[0][1] != "n1" || nodes[2][1] != "n3" {
+		t.Fatalf("want three node lines n1..n3 in:\n%s", guide)
+	}
+	for _, n := range nodes {
+		resp, err := http.Get("http://" + n[3] + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("node %s /readyz: %d %s", n[1], resp.StatusCode, body)
+		}
+	}
+	appToken := flagP.FindStringSubmatch(guideLine(t, guide, "mosquitto_sub"))[1]
+	thingToken := flagP.FindStringSubmatch(guideLine(t, guide, "telemetry/temperature -m 21.5"))[1]
+	got := make(chan string, 4)
+	sub := mqtt3.NewClient(mqtt3.NewClientOptions().AddBroker("tcp://" + nodes[2][2]).SetClientID("cloud-app").
+		SetUsername("cloud-app").SetPassword(appToken).SetAutoReconnect(false))
+	if tok := sub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("cloud application on node 3: %v", tok.Error())
+	}
+	defer sub.Disconnect(100)
+	if tok := sub.Subscribe("things/+/telemetry/#", 1, func(_ mqtt3.Client, m mqtt3.Message) { got <- string(m.Payload()) }); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe on node 3: %v", tok.Error())
+	}
+	pub := mqtt3.NewClient(mqtt3.NewClientOptions().AddBroker("tcp://" + nodes[0][2]).SetClientID("demo-thermostat").
+		SetUsername("demo-thermostat").SetPassword(thingToken).SetAutoReconnect(false))
+	if tok := pub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("demo thing on node 1: %v", tok.Error())
+	}
+	defer pub.Disconnect(100)
+	if tok := pub.Publish("things/demo-thermostat/telemetry/temperature", 1, false, "21.5"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish on node 1: %v", tok.Error())
+	}
+	select {
+	case p := <-got:
+		if p != "21.5" {
+			t.Fatalf("node 3 delivered %q", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the publish on node 1 did not reach the subscriber on node 3")
+	}
+}
+
+func TestDevNodesUsage(t *testing.T) {
+	for _, n := range []string{"0", "10", "-1"} {
+		var stderr strings.Builder
+		if code := devMain(context.Background(), []string{"--nodes", n}, io.Discard, &stderr); code != exitUsage {
+			t.Errorf("--nodes %s: exit %d, want %d (%s)", n, code, exitUsage, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), "--nodes "+n) {
+			t.Errorf("--nodes %s: %q does not name the flag", n, stderr.String())
+		}
+	}
+}
+
+// The printed curl line publishes through the HTTP door with the demo thing's token, as printed.
+func TestDevPrintsWorkingCurl(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl not installed")
+	}
+	guide := startDev(t)
+	line := guideLine(t, guide, "curl -sS -H 'Authorization: Bearer ")
+	out, err := exec.Command("sh", "-c", line).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"confirmed":true`) {
+		t.Fatalf("%s\n%v: %s", line, err, out)
 	}
 }

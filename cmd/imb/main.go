@@ -8,6 +8,7 @@
 //	imb am      [flags]   run the AM-compatible development server alone
 //	imb policy  check FILE | explain [flags] | show-default
 //	imb health  [--url URL]   probe /readyz (for container health checks)
+//	imb revoke  --sub ID | --client-id ID | --token-sha256 HEX   revoke through the admin API
 //	imb version
 //
 // Exit codes: 0 success, 1 a failure at run time, 2 a configuration or usage
@@ -46,8 +47,10 @@ func commands() []command {
 		{"serve", "run the identity-enforcing MQTT broker", runServe},
 		{"dev", "run the broker with an embedded AM-compatible development server", runDev},
 		{"am", "run the AM-compatible development server alone", runAM},
+		{"gateway", "run the IoT Gateway: CoAP/DTLS things reach AM through it", runGateway},
 		{"policy", "check, explain or print a topics.yaml policy", runPolicy},
 		{"health", "probe an admin endpoint (container health checks)", runHealth},
+		{"revoke", "end a thing's connections now and refuse its tokens (admin API)", runRevoke},
 		{"version", "print the version", runVersion},
 	}
 }

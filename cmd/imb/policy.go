@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -112,6 +113,7 @@ func loadPolicy(path string, stderr io.Writer) (*authz.Policy, bool) {
 type explainRequest struct {
 	policy  string
 	subject authz.Subject
+	limits  bool // only the limits: no action to decide
 	action  authz.Action
 	topic   string
 	qos     byte
@@ -140,6 +142,7 @@ func parseExplain(fs *cmdFlags, args []string, stdout, stderr io.Writer) (*expla
 	fs.IntVar(&qos, "qos", 0, "QoS `N` of the publish or subscription (0, 1 or 2)")
 	fs.BoolVar(&req.retain, "retain", false, "the publish sets the retain flag")
 	fs.BoolVar(&anonymous, "anonymous", false, "the client has no token (only the anonymous section applies; --sub not needed)")
+	fs.BoolVar(&req.limits, "limits", false, "print only the limits that apply to the subject (no --publish, --subscribe or --receive)")
 	if code := fs.parse(args, 0, stdout, stderr); code >= 0 {
 		return nil, code, nil
 	}
@@ -165,8 +168,11 @@ func parseExplain(fs *cmdFlags, args []string, stdout, stderr io.Writer) (*expla
 			req.action, req.topic = a.action, a.topic
 		}
 	}
-	if len(actions) != 1 {
-		return nil, exitUsage, fmt.Errorf("give exactly one of --publish, --subscribe, --receive (got %d)", len(actions))
+	switch {
+	case req.limits && len(actions) > 0:
+		return nil, exitUsage, fmt.Errorf("--limits prints the limits only; drop %s", strings.Join(actions, ", "))
+	case !req.limits && len(actions) != 1:
+		return nil, exitUsage, fmt.Errorf("give exactly one of --publish, --subscribe, --receive, or --limits (got %d)", len(actions))
 	}
 	if qos < 0 || qos > 2 {
 		return nil, exitUsage, fmt.Errorf("--qos must be 0, 1 or 2, not %d", qos)
@@ -210,10 +216,11 @@ func parseClaims(pairs []string) (map[string]any, error) {
 
 // runPolicyExplain decides one request and says why.
 func runPolicyExplain(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("imb policy explain", "imb policy explain [--policy FILE] (--sub ID | --anonymous) [flags] (--publish TOPIC | --subscribe FILTER | --receive TOPIC)",
+	fs := newFlags("imb policy explain", "imb policy explain [--policy FILE] (--sub ID | --anonymous) [flags] (--publish TOPIC | --subscribe FILTER | --receive TOPIC | --limits)",
 		"Decides one request as the broker would. The first line is ALLOW or DENY, then what decided:\n"+
 			"  ALLOW by FILE:LINE (rule NAME): ...   DENY by FILE:LINE (rule NAME): ...   DENY no rule grants it: ...\n"+
-			"Exit code 0 allow, 3 deny, 2 usage or policy error.")
+			"then the limits of the limits section that apply to the subject (--limits prints only those).\n"+
+			"Exit code 0 allow (or --limits), 3 deny, 2 usage or policy error.")
 	req, code, err := parseExplain(fs, args, stdout, stderr)
 	if err == nil && code >= 0 {
 		return code
@@ -226,9 +233,15 @@ func runPolicyExplain(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return exitUsage
 	}
+	if req.limits {
+		fmt.Fprintf(stdout, "LIMITS for %s\n", describeSubject(req.subject))
+		writeLimits(stdout, pol, req.subject)
+		return exitOK
+	}
 	g := pol.Compile(req.subject)
 	d := g.Allow(req.action, req.topic, req.qos, req.retain)
 	writeExplanation(stdout, pol, req, g, d)
+	writeLimits(stdout, pol, req.subject)
 	if d.Allowed {
 		return exitAllow
 	}
@@ -285,6 +298,44 @@ func writeExplanation(w io.Writer, pol *authz.Policy, req *explainRequest, g *au
 	}
 	for _, s := range g.Skipped() {
 		fmt.Fprintf(w, "  skipped: %s\n", s)
+	}
+}
+
+// writeLimits prints the limits that apply to s, each with the entry that set it,
+// and the limits no entry sets (the broker's defaults apply to those).
+func writeLimits(w io.Writer, pol *authz.Policy, s authz.Subject) {
+	l := pol.Limits(s)
+	var unset []string
+	fmt.Fprintln(w, "  limits:")
+	for k := authz.LimitConnects; k <= authz.LimitFloodGrace; k++ {
+		if !l.Set(k) {
+			if k != authz.LimitPublishBurst && k != authz.LimitPublishBytesBurst {
+				unset = append(unset, k.String())
+			}
+			continue
+		}
+		fmt.Fprintf(w, "    %-20s %-22s from %s\n", k, l.Value(k), l.From[k])
+	}
+	for _, k := range []authz.LimitKey{authz.LimitPublishBurst, authz.LimitPublishBytesBurst} {
+		rateKey := authz.LimitPublishes
+		if k == authz.LimitPublishBytesBurst {
+			rateKey = authz.LimitPublishBytes
+		}
+		if l.Set(rateKey) && !l.Set(k) {
+			fmt.Fprintf(w, "    %-20s %-22s (one second of %s)\n", k, l.Value(k), rateKey)
+		}
+	}
+	if len(unset) > 0 {
+		note := "no limit"
+		switch {
+		case slices.Contains(unset, "subscriptions") && slices.Contains(unset, "flood_grace"):
+			note = "subscriptions: the broker's max_subscriptions; flood_grace: 10s; the others: no limit"
+		case slices.Contains(unset, "subscriptions"):
+			note = "subscriptions: the broker's max_subscriptions; the others: no limit"
+		case slices.Contains(unset, "flood_grace"):
+			note = "flood_grace: 10s; the others: no limit"
+		}
+		fmt.Fprintf(w, "    not set: %s (%s)\n", strings.Join(unset, ", "), note)
 	}
 }
 

@@ -43,6 +43,18 @@ anonymous:
     actions: [subscribe]
     topics: ["public/#"]
     max_qos: 0
+limits:
+  - name: everyone
+    publishes: 10
+    sessions: 2
+  - name: gateways
+    claims: {thingType: gateway}
+    publishes: 100
+    publish_burst: 500
+    connects: 5/1m
+  - name: anon
+    anonymous: true
+    publish_bytes: 1024
 `
 
 func writePolicy(t *testing.T, content string) string {
@@ -72,7 +84,8 @@ func TestPolicyCheck(t *testing.T) {
 		stderrNone bool
 	}{
 		{"valid", []string{"check", good}, 0,
-			good + ": valid: 5 rules (4 allow, 1 deny); anonymous: 1 rules (1 allow, 0 deny)\n", nil, true},
+			good + ": valid: 5 rules (4 allow, 1 deny); anonymous: 1 rules (1 allow, 0 deny); limits: 3 entries\n", nil, true},
+		{"invalid limit", []string{"check", writePolicy(t, "rules: []\nlimits:\n  - publishes: 0\n")}, 2, "", []string{`:3:16: publishes must be a number per second from 0.001 to 1073741824, not "0"`}, false},
 		{"default topics.yaml", []string{"check", "../../topics.yaml"}, 0,
 			"../../topics.yaml: valid: 9 rules (8 allow, 1 deny); anonymous: none (clients without a token cannot connect)\n", nil, true},
 		{"invalid", []string{"check", bad}, 2, "", []string{
@@ -154,6 +167,19 @@ func TestPolicyExplain(t *testing.T) {
 		{"anonymous gets no token rules", []string{"--anonymous", "--sub", "t1", "--scope", "publish", "--publish", "things/t1/state"}, 3,
 			"DENY no rule grants it", nil},
 		{"empty topic", []string{"--sub", "t1", "--publish", ""}, 3, "DENY empty topic", nil},
+		{"limits after the decision", []string{"--sub", "t1", "--publish", "clients/t1/hello"}, 0,
+			"ALLOW by " + pol + ":16 (rule by-client)", []string{"  limits:\n    publishes            10                     from " + pol + ":36 (everyone)\n",
+				"    sessions             2                      from " + pol + ":36 (everyone)\n",
+				"    publish_burst        10                     (one second of publishes)\n",
+				"not set: connects, publish_bytes, subscriptions, inflight, flood_grace"}},
+		{"limits only: most specific entry wins", []string{"--sub", "gw", "--claim", "thingType=gateway", "--limits"}, 0,
+			`LIMITS for sub "gw", client id "gw", scopes [], claims thingType="gateway"`, []string{
+				"    connects             5/1m0s                 from " + pol + ":39 (gateways)\n",
+				"    publishes            100                    from " + pol + ":39 (gateways)\n",
+				"    publish_burst        500                    from " + pol + ":39 (gateways)\n",
+				"    sessions             2                      from " + pol + ":36 (everyone)\n"}},
+		{"limits of an anonymous client", []string{"--anonymous", "--client-id", "c1", "--limits"}, 0,
+			`LIMITS for anonymous, client id "c1"`, []string{"    publish_bytes        1024                   from " + pol + ":44 (anon)\n"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -186,8 +212,9 @@ func TestPolicyExplainUsage(t *testing.T) {
 		args   []string
 		stderr string
 	}{
-		{"no action", []string{"--policy", pol, "--sub", "t1"}, "give exactly one of --publish, --subscribe, --receive (got 0)"},
-		{"two actions", []string{"--policy", pol, "--sub", "t1", "--publish", "a", "--receive", "a"}, "give exactly one of --publish, --subscribe, --receive (got 2)"},
+		{"no action", []string{"--policy", pol, "--sub", "t1"}, "give exactly one of --publish, --subscribe, --receive, or --limits (got 0)"},
+		{"two actions", []string{"--policy", pol, "--sub", "t1", "--publish", "a", "--receive", "a"}, "give exactly one of --publish, --subscribe, --receive, or --limits (got 2)"},
+		{"limits with an action", []string{"--policy", pol, "--sub", "t1", "--limits", "--publish", "a"}, "--limits prints the limits only; drop --publish"},
 		{"empty policy name", []string{"--policy=", "--sub", "t1", "--publish", "a"}, "--policy: a file name is needed"},
 		{"no sub", []string{"--policy", pol, "--publish", "a"}, "--sub ID is required"},
 		{"bad qos", []string{"--policy", pol, "--sub", "t1", "--publish", "a", "--qos", "3"}, "--qos must be 0, 1 or 2, not 3"},

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -43,6 +44,8 @@ func serveFlags(fs *flag.FlagSet, cfg *broker.Config, o *serveOptions) {
 	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", cfg.MQTTAddr, "MQTT over TCP listen address (empty disables)")
 	fs.StringVar(&cfg.WSAddr, "ws-addr", cfg.WSAddr, "MQTT over WebSocket listen address")
 	fs.StringVar(&cfg.WSSAddr, "wss-addr", cfg.WSSAddr, "MQTT over WebSocket+TLS listen address")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP door listen address: POST/GET /topics/... with a bearer token (docs/http.md; off by default)")
+	fs.StringVar(&cfg.HTTPSAddr, "https-addr", cfg.HTTPSAddr, "HTTP door over TLS listen address (needs --tls-cert and --tls-key)")
 	fs.StringVar(&cfg.TLSAddr, "tls-addr", cfg.TLSAddr, "MQTT over TLS listen address")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate chain for TLS listeners")
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM private key for TLS listeners")
@@ -62,6 +65,11 @@ func serveFlags(fs *flag.FlagSet, cfg *broker.Config, o *serveOptions) {
 	fs.StringVar(&cfg.TokenField, "token-field", cfg.TokenField, "CONNECT field that carries the token: password, username (empty password) or either")
 	fs.DurationVar(&cfg.RevalidateInterval, "revalidate-interval", cfg.RevalidateInterval, "how often introspected tokens are checked again for revocation")
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory for persistent sessions, retained and in-flight messages (empty: memory only)")
+	fs.Var((*audienceFlag)(&cfg.Cluster.NATS), "cluster-nats", "join the NATS JetStream cluster at these `URL[,URL...]` as a node of an imb cluster")
+	fs.StringVar(&cfg.Cluster.NATSCreds, "cluster-nats-creds", cfg.Cluster.NATSCreds, "NATS credentials `FILE` for --cluster-nats")
+	fs.StringVar(&cfg.Cluster.Embed, "cluster-embed", cfg.Cluster.Embed, "run a NATS node with JetStream in this process, its routes on `HOST:PORT`")
+	fs.Var((*audienceFlag)(&cfg.Cluster.Routes), "cluster-routes", "the other embedded nodes' routes, `nats://HOST:PORT,...`")
+	fs.StringVar(&cfg.Cluster.NodeName, "node-name", cfg.Cluster.NodeName, "this node's name in the cluster, logs and metrics (default: host name)")
 	o.log = addLogFlags(fs, "info")
 }
 
@@ -117,7 +125,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "imb: %s listening on %s\n", l[0], addr)
 		}
 	}
-	serveUntilSignal(ctx, b, log)
+	serveUntilSignal(ctx, log, b)
 	return exitOK
 }
 
@@ -141,21 +149,31 @@ func usePolicy(cfg *broker.Config, prefix string, stderr io.Writer) bool {
 	return true
 }
 
-// serveUntilSignal reloads the policy and the issuer's keys on SIGHUP and returns after a graceful
+// serveUntilSignal reloads the policy and the issuer's keys of every broker on SIGHUP and returns after a graceful
 // shutdown on SIGINT or SIGTERM.
-func serveUntilSignal(ctx context.Context, b *broker.Broker, log *slog.Logger) {
+func serveUntilSignal(ctx context.Context, log *slog.Logger, bs ...*broker.Broker) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:
-			_ = b.ReloadPolicy()
-			_ = b.ReloadKeys(ctx)
+			for _, b := range bs {
+				_ = b.ReloadPolicy()
+				_ = b.ReloadKeys(ctx)
+			}
 		case <-ctx.Done():
 			log.Info("shutting down")
 			done := make(chan struct{})
-			go func() { _ = b.Close(); close(done) }()
+			go func() {
+				var wg sync.WaitGroup
+				for _, b := range bs {
+					wg.Add(1)
+					go func() { defer wg.Done(); _ = b.Close() }()
+				}
+				wg.Wait()
+				close(done)
+			}()
 			select {
 			case <-done:
 			case <-time.After(10 * time.Second):
@@ -193,8 +211,15 @@ func parseServe(args []string, stdout, stderr io.Writer) (broker.Config, serveOp
 	apply.SetOutput(io.Discard)
 	serveFlags(apply, &cfg, new(serveOptions))
 	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "audience" {
-			cfg.Audience = flagCfg.Audience // repeatable: the list as given replaces the file's
+		switch f.Name { // repeatable: the list as given replaces the file's
+		case "audience":
+			cfg.Audience = flagCfg.Audience
+			return
+		case "cluster-nats":
+			cfg.Cluster.NATS = flagCfg.Cluster.NATS
+			return
+		case "cluster-routes":
+			cfg.Cluster.Routes = flagCfg.Cluster.Routes
 			return
 		}
 		_ = apply.Set(f.Name, f.Value.String())

@@ -43,7 +43,7 @@ func TestSIGHUPReloadsKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { serveUntilSignal(ctx, b, log); close(done) }()
+	go func() { serveUntilSignal(ctx, log, b); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 
 	before := iss.JWKSCalls()

@@ -71,6 +71,7 @@ type Issuer struct {
 	keys    []*signingKey // keys[0] signs; all are published
 	opaque  map[string]map[string]any
 	revoked map[string]bool
+	clients map[string]client // client credentials grant (AddClient)
 	ln      net.Listener
 	srv     *http.Server
 
@@ -99,7 +100,8 @@ func Start(cfg Config) (*Issuer, error) {
 	if cfg.SlowDelay == 0 {
 		cfg.SlowDelay = 30 * time.Second
 	}
-	is := &Issuer{cfg: cfg, opaque: map[string]map[string]any{}, revoked: map[string]bool{}}
+	is := &Issuer{cfg: cfg, opaque: map[string]map[string]any{}, revoked: map[string]bool{},
+		clients: map[string]client{}}
 	if err := is.Rotate(); err != nil {
 		return nil, err
 	}
@@ -118,6 +120,7 @@ func (is *Issuer) serve(ln net.Listener) {
 	mux.HandleFunc("/.well-known/openid-configuration", is.handleDiscovery)
 	mux.HandleFunc("/jwks", is.handleJWKS)
 	mux.HandleFunc("/introspect", is.handleIntrospect)
+	mux.HandleFunc("POST /token", is.handleToken)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	is.mu.Lock()
 	is.ln, is.srv = ln, srv
@@ -453,4 +456,42 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// client is an OAuth2 client of the client credentials grant.
+type client struct{ secret, scope string }
+
+// AddClient registers a client that gets, from the token endpoint by the client credentials grant, a JWT access
+// token for itself (sub and client_id its id) with scope.
+func (is *Issuer) AddClient(id, secret, scope string) {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	is.clients[id] = client{secret: secret, scope: scope}
+}
+
+// TokenURL is the token endpoint (client credentials grant only).
+func (is *Issuer) TokenURL() string { return is.url + "/token" }
+
+// handleToken is the client credentials grant (RFC 6749 §4.4), client authenticated by HTTP Basic or the form.
+func (is *Issuer) handleToken(w http.ResponseWriter, r *http.Request) {
+	if !is.gate(w) {
+		return
+	}
+	if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "client_credentials" {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "unsupported_grant_type"})
+		return
+	}
+	id, secret, ok := r.BasicAuth()
+	if !ok {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	is.mu.Lock()
+	c, known := is.clients[id]
+	is.mu.Unlock()
+	if !known || c.secret != secret {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
+		return
+	}
+	tok := is.Mint(Claims{"sub": id, "client_id": id, "scope": c.scope}, time.Hour)
+	writeJSON(w, http.StatusOK, map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": 3600, "scope": c.scope})
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"imb/internal/freeport"
 	"imb/internal/issuer"
 )
 
@@ -32,7 +33,7 @@ func TestMalformedPacketsDoNotKillTheBroker(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			addr := freeAddr(t)
+			addr := freeport.MustAddrs(t, 1)[0]
 			proc := startServe(t, bin, "--mqtt-addr", addr, "--admin-addr", "", "--policy", policy,
 				"--issuer", iss.URL(), "--audience", "imb", "--log-level", "error")
 			conn, err := rawConnect(addr, "t1", token)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"imb/internal/freeport"
 	"imb/internal/issuer"
 )
 
@@ -31,18 +31,6 @@ func buildIMB(t *testing.T) string {
 		t.Fatalf("go build imb/cmd/imb: %v\n%s", err, out)
 	}
 	return bin
-}
-
-// freeAddr returns a loopback address with a port nothing listens on now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
 }
 
 // imbProcess is `imb serve` running as a child process.
@@ -195,7 +183,7 @@ func TestSIGKILLMidStreamLosesNoQoS1Message(t *testing.T) {
 	bin := buildIMB(t)
 	iss := startIssuer(t)
 	data := t.TempDir()
-	addr := freeAddr(t)
+	addr := freeport.MustAddrs(t, 1)[0]
 	args := []string{"--data", data, "--mqtt-addr", addr, "--admin-addr", "", "--policy", writePolicy(t, t.TempDir()),
 		"--issuer", iss.URL(), "--audience", "imb", "--log-level", "debug"}
 	broker := startServe(t, bin, args...)

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"imb/broker"
+	"imb/internal/freeport"
 )
 
 // Resource indicators of oidc_server.mjs: the same audience, as an RFC 9068 JWT or
@@ -56,7 +56,7 @@ func startProvider(t *testing.T, dir string, port int, rotate bool) *provider {
 	fixed := port != 0
 	for attempt := 0; ; attempt++ {
 		if !fixed {
-			port = freePort(t)
+			port = freeport.MustPort(t)
 		}
 		p, err := launchProvider(t, dir, port, rotate)
 		if err == nil {
@@ -268,17 +268,6 @@ func jwtHeader(t *testing.T, token string) (typ, kid string) {
 		t.Fatal(err)
 	}
 	return h.Typ, h.Kid
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // oidcBroker starts a broker trusting the provider: its JWTs locally through OIDC

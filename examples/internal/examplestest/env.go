@@ -13,6 +13,8 @@ import (
 
 	"imb/amdev"
 	"imb/broker"
+	"imb/gateway"
+	"imb/sdk"
 )
 
 // WaitLong bounds every wait of the tests: generous, because the machine may be loaded.
@@ -26,19 +28,31 @@ type Options struct {
 	DevicePollInterval time.Duration
 	// Broker starts an imb broker next to amdev.
 	Broker bool
+	// HTTPDoor turns on the broker's HTTP door (imb dev --http-addr); DoorURL is its base URL.
+	HTTPDoor bool
+	// GatewayTree, when set, starts an IoT Gateway in front of amdev relaying through that tree, as
+	// imb dev --gateway does; the examples then take GatewayURL as -url.
+	GatewayTree string
 }
 
 // Env is a running amdev, and the broker when asked for.
 type Env struct {
-	AM     *amdev.Server
-	Broker *broker.Broker
+	AM      *amdev.Server
+	Broker  *broker.Broker
+	Gateway *gateway.Gateway
 }
+
+// GatewayURL is the gateway's coaps:// URL.
+func (e *Env) GatewayURL() string { return "coaps://" + e.Gateway.Addr().String() }
 
 // URL is amdev's base URL, the examples' -url.
 func (e *Env) URL() string { return e.AM.URL() }
 
 // BrokerAddr is the broker's MQTT TCP address, the examples' -broker.
 func (e *Env) BrokerAddr() string { return e.Broker.Addr("tcp") }
+
+// DoorURL is the base URL of the broker's HTTP door, the examples' -door.
+func (e *Env) DoorURL() string { return "http://" + e.Broker.Addr("http") }
 
 // Start runs the environment until the test ends.
 func Start(t testing.TB, o Options) *Env {
@@ -59,6 +73,9 @@ func Start(t testing.TB, o Options) *Env {
 	}
 	t.Cleanup(func() { _ = am.Close() })
 	env := &Env{AM: am}
+	if o.GatewayTree != "" {
+		env.Gateway = startGateway(t, ctx, am, o.GatewayTree)
+	}
 	if !o.Broker {
 		return env
 	}
@@ -72,6 +89,9 @@ func Start(t testing.TB, o Options) *Env {
 	}
 	cfg := broker.Defaults()
 	cfg.MQTTAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	if o.HTTPDoor {
+		cfg.HTTPAddr = "127.0.0.1:0"
+	}
 	cfg.PolicyFile = policy
 	cfg.Issuer = am.Issuer()
 	cfg.IntrospectURL = am.IntrospectionURL()
@@ -155,4 +175,31 @@ func (e *Env) CheckRenewals(t testing.TB, v311 bool) {
 	if v311 && connects < 4 {
 		t.Errorf("%v accepted CONNECTs, want the peer's, the example's and at least two renewals", connects)
 	}
+}
+
+// startGateway registers a gateway thing with a fresh key and runs a gateway on a free loopback UDP port.
+func startGateway(t testing.TB, ctx context.Context, am *amdev.Server, tree string) *gateway.Gateway {
+	t.Helper()
+	key, err := sdk.GenerateKey(sdk.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := key.PublicJWKS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := am.EnsureThing(ctx, amdev.DemoThing{ID: "examples-gateway", ThingType: "gateway", ThingKeys: jwks}); err != nil {
+		t.Fatal(err)
+	}
+	client, err := sdk.NewClient(ctx, sdk.Config{BaseURL: am.URL(), Realm: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.Start(ctx, gateway.Config{Client: client, Tree: tree, Address: "127.0.0.1:0",
+		Handlers: []sdk.CallbackHandler{&sdk.Authenticator{ThingID: "examples-gateway", Key: key}}})
+	if err != nil {
+		t.Fatalf("gateway: %v", err)
+	}
+	t.Cleanup(func() { _ = gw.Close() })
+	return gw
 }

@@ -115,3 +115,19 @@ func TestRestrictedSessionAndReauthentication(t *testing.T) {
 		t.Fatalf("a key that is not the thing's: %v, want authentication failure", err)
 	}
 }
+
+// Through the IoT Gateway the walk-through's thing, registered over HTTP, authenticates and gets its
+// token over coaps:// (-register=false: the administrator's REST call is HTTP only).
+func TestThroughGateway(t *testing.T) {
+	env := examplestest.Start(t, examplestest.Options{GatewayTree: "auth-tree"})
+	if out, err := examplestest.Run(t, run, "-url", env.URL(), "-name", "gw-manual-thing"); err != nil {
+		t.Fatalf("register over HTTP: %v\n%s", err, out)
+	}
+	out, err := examplestest.Run(t, run, "-url", env.GatewayURL(), "-name", "gw-manual-thing", "-register=false")
+	if err != nil {
+		t.Fatalf("run through the gateway: %v\n%s", err, out)
+	}
+	if !strings.HasPrefix(out, "Creating Thing gw-manual-thing... Done\n") || tokenLines.FindStringSubmatch(out) == nil {
+		t.Fatalf("output through the gateway:\n%s", out)
+	}
+}

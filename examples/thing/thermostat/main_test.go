@@ -134,3 +134,22 @@ func TestBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// Through the IoT Gateway (as imb dev --gateway runs it) the thermostat registers and gets its
+// tokens over CoAP/DTLS and publishes to imb over MQTT as before; the cloud receives its readings.
+func TestThroughGateway(t *testing.T) {
+	env := examplestest.Start(t, examplestest.Options{Broker: true, GatewayTree: "auth-reg-tree"})
+	const thingID = "thermostat-gw"
+	cloud := examplestest.CloudPeer(t, env, false, "things/"+thingID+"/telemetry/#")
+	out, err := examplestest.Run(t, run, "-url", env.GatewayURL(), "-broker", env.BrokerAddr(), "-name", thingID,
+		"-interval", "100ms", "-count", "3")
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	for _, want := range []string{"Creating Thing " + thingID + "... Done\n", "Stopped after 3 messages\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	cloud.AwaitMessages(t, "3 readings", func(ms []examplestest.Message) bool { return len(ms) >= 3 })
+}
