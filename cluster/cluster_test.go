@@ -598,6 +598,24 @@ func TestPersistentSessionOutlivesItsNode(t *testing.T) {
 	if p := l.next(t, 10*time.Second); string(p.Payload) != "before" {
 		t.Fatalf("live session got %q", p.Payload)
 	}
+	// A message published while the session is being rebuilt, after the stream's
+	// last message was read, reaches it live.
+	var during sync.Once
+	duringErr := make(chan error, 1)
+	cluster.SetAfterLastRead(func(id string) {
+		if id == "s-away" {
+			during.Do(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				pr, err := cloud.c.Publish(ctx, &paho.Publish{Topic: "things/s-away/commands/set", Payload: []byte("during-replay"), QoS: 1})
+				if err == nil && pr != nil && pr.ReasonCode >= 0x80 {
+					err = fmt.Errorf("PUBACK 0x%02x", pr.ReasonCode)
+				}
+				duringErr <- err
+			})
+		}
+	})
+	t.Cleanup(func() { cluster.SetAfterLastRead(nil) })
 	_ = tc.nodes[0].Close()
 	tc.nodes[0] = nil
 	for i := range 3 {
@@ -648,7 +666,15 @@ func TestPersistentSessionOutlivesItsNode(t *testing.T) {
 			}
 		}
 	}
-	resume(2, "s-away", away, []string{"while-away-0", "while-away-1", "while-away-2", "after-0", "after-1", "after-2"}, nil)
+	resume(2, "s-away", away, []string{"while-away-0", "while-away-1", "while-away-2", "after-0", "after-1", "after-2", "during-replay"}, nil)
+	select {
+	case err := <-duringErr:
+		if err != nil {
+			t.Fatalf("publish during the replay: %v", err)
+		}
+	default:
+		t.Fatal("the session was recovered without a replay")
+	}
 	resume(1, "s-live", live, []string{"after-0", "after-1", "after-2"}, []string{"before"})
 }
 

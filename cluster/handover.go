@@ -56,10 +56,11 @@ func (h *Hook) handSession(cl *mqtt.Client) *handedSession {
 }
 
 // adoptSession puts a session another node handed over into the local server as
-// a disconnected session of owner, unless a session for clientID is here already.
-func (h *Hook) adoptSession(clientID, owner string, hs *handedSession) {
-	if _, ok := h.srv.Clients.Get(clientID); ok {
-		return
+// a disconnected session of owner, unless a session for clientID is here already,
+// and returns the one that is here.
+func (h *Hook) adoptSession(clientID, owner string, hs *handedSession) *mqtt.Client {
+	if cl, ok := h.srv.Clients.Get(clientID); ok {
+		return cl
 	}
 	cl := h.srv.NewClient(nil, "cluster", clientID, false)
 	cl.Properties.Username = []byte(owner)
@@ -92,4 +93,5 @@ func (h *Hook) adoptSession(clientID, owner string, hs *handedSession) {
 	h.srv.Clients.Add(cl)
 	h.e.log.Info("session resumed from another node", "client_id", clientID,
 		"subscriptions", len(hs.Subscriptions), "queued", len(hs.Inflight))
+	return cl
 }

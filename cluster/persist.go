@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -55,6 +56,10 @@ const (
 	// recoverTimeout bounds reading the stream for one session.
 	recoverTimeout = 10 * time.Second
 )
+
+// afterLastRead, when set (by tests), runs in a replay once the stream's last
+// message has been read: what is published then must reach the session live.
+var afterLastRead atomic.Pointer[func(clientID string)]
 
 func heartbeatKey(node string) string { return "node." + node }
 
@@ -139,26 +144,33 @@ func (h *Hook) heartbeat(stop <-chan struct{}) {
 }
 
 // recoverSession rebuilds clientID's session for owner from imb_persisted and
-// IMB_MSGS, when the node that held it cannot hand it over. Nil: there is none
-// (or it is another owner's, and is forgotten: a session is never inherited).
-// An error: the stream could not be read now (JetStream electing a leader after
-// a node's loss); the claim fails, the client is refused with 0x88 and tries
-// again, and the description stays, so nothing queued for it is lost.
-func (h *Hook) recoverSession(ctx context.Context, clientID, owner string) (*handedSession, error) {
+// IMB_MSGS, when the node that held it cannot hand it over. Without a
+// description there is nothing to rebuild (and one of another owner is
+// forgotten: a session is never inherited).
+//
+// The session is put into the local server with its subscriptions before the
+// stream is read: from then on what is published reaches it live, and the
+// replay covers what came before, up to the stream's last message (a message
+// in both comes twice, as QoS 1 allows; none falls between them however long
+// the read takes). An error: the stream could not be read now (JetStream
+// electing a leader after a node's loss); the claim fails, the client is
+// refused with 0x88 and tries again, and both the description and the session
+// that gathers live messages stay, so nothing queued for it is lost.
+func (h *Hook) recoverSession(ctx context.Context, clientID, owner string) error {
 	if h.e.persisted == nil {
-		return nil, nil
+		return nil
 	}
 	entry, err := h.e.persisted.Get(ctx, sessionKey(clientID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
+		return nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cluster: recover session %q: %w", clientID, err)
+		return fmt.Errorf("cluster: recover session %q: %w", clientID, err)
 	}
 	var p persisted
 	if err := json.Unmarshal(entry.Value(), &p); err != nil || p.Owner != owner {
 		h.forget(clientID)
-		return nil, nil
+		return nil
 	}
 	since := p.Since
 	if p.Live {
@@ -172,24 +184,26 @@ func (h *Hook) recoverSession(ctx context.Context, clientID, owner string) (*han
 		}
 	}
 	since = since.Add(-replayMargin)
-	hs := &handedSession{Protocol: p.Protocol, SessionExpiry: p.SessionExpiry, Subscriptions: p.Subscriptions}
-	queued, dropped, err := h.replay(ctx, clientID, p.Subscriptions, since)
+	cl := h.adoptSession(clientID, owner, &handedSession{Protocol: p.Protocol, SessionExpiry: p.SessionExpiry, Subscriptions: p.Subscriptions})
+	queued, dropped, err := h.replay(ctx, cl, p.Subscriptions, since)
 	if err != nil {
 		h.stats.Errors.Add(1)
 		h.e.log.Warn("cluster: session not recovered yet: its messages could not be read", "client_id", clientID,
-			"lost_node", p.Node, "since", since, "error", err)
-		return nil, fmt.Errorf("cluster: recover session %q: %w", clientID, err)
+			"lost_node", p.Node, "since", since, "queued", queued, "error", err)
+		return fmt.Errorf("cluster: recover session %q: %w", clientID, err)
 	}
-	hs.Inflight, hs.Dropped = queued, dropped
 	h.e.log.Info("session recovered from the cluster", "client_id", clientID, "lost_node", p.Node,
-		"subscriptions", len(p.Subscriptions), "queued", len(queued), "dropped", dropped, "since", since)
-	return hs, nil
+		"subscriptions", len(p.Subscriptions), "queued", queued, "dropped", dropped, "since", since)
+	return nil
 }
 
-// replay reads IMB_MSGS from since up to its last message now, and returns,
-// encoded with packet ids 1, 2, ..., every QoS 1 and 2 message that one of subs
-// (shared subscriptions aside: their groups keep their own) delivers at QoS > 0.
-func (h *Hook) replay(ctx context.Context, clientID string, subs []packets.Subscription, since time.Time) (out [][]byte, dropped int, err error) {
+// replay reads IMB_MSGS from since up to its last message now, and queues for
+// the offline session cl, under packet ids of its own, every QoS 1 and 2
+// message that one of subs (shared subscriptions aside: their groups keep their
+// own) delivers at QoS > 0. It reports how many it queued, and how many it left
+// out beyond maxRecovered.
+func (h *Hook) replay(ctx context.Context, cl *mqtt.Client, subs []packets.Subscription, since time.Time) (queued, dropped int, err error) {
+	clientID := cl.ID
 	idx := mqtt.NewTopicsIndex()
 	n := 0
 	for _, s := range subs {
@@ -199,36 +213,38 @@ func (h *Hook) replay(ctx context.Context, clientID string, subs []packets.Subsc
 		}
 	}
 	if n == 0 {
-		return nil, 0, nil
+		return 0, 0, nil
 	}
 	// The claim's own deadline is for a round trip, not for reading a stream.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recoverTimeout)
 	defer cancel()
 	stream, err := h.e.js.Stream(ctx, streamMsgs)
 	if err != nil {
-		return nil, 0, fmt.Errorf("stream %s: %w", streamMsgs, err)
+		return 0, 0, fmt.Errorf("stream %s: %w", streamMsgs, err)
 	}
 	info, err := stream.Info(ctx)
 	if err != nil {
-		return nil, 0, fmt.Errorf("stream %s: %w", streamMsgs, err)
+		return 0, 0, fmt.Errorf("stream %s: %w", streamMsgs, err)
 	}
 	last := info.State.LastSeq
+	if f := afterLastRead.Load(); f != nil {
+		(*f)(clientID)
+	}
 	if last == 0 || info.State.LastTime.Before(since) {
-		return nil, 0, nil
+		return 0, 0, nil
 	}
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartTimePolicy,
 		OptStartTime:  &since,
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("replay consumer: %w", err)
+		return 0, 0, fmt.Errorf("replay consumer: %w", err)
 	}
 	now := time.Now()
-	var id uint16
 	for {
 		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
-			return out, dropped, fmt.Errorf("replay: %w", err)
+			return queued, dropped, fmt.Errorf("replay: %w", err)
 		}
 		got := 0
 		for m := range batch.Messages() {
@@ -238,38 +254,53 @@ func (h *Hook) replay(ctx context.Context, clientID string, subs []packets.Subsc
 				continue
 			}
 			if md.Sequence.Stream > last {
-				return out, dropped, nil
+				return queued, dropped, nil
 			}
 			pk, err := decode(m.Data())
 			if err == nil {
 				sub, ok := idx.Subscribers(pk.TopicName).Subscriptions[clientID]
 				if ok && (pk.Properties.MessageExpiryInterval == 0 ||
 					md.Timestamp.Add(time.Duration(pk.Properties.MessageExpiryInterval)*time.Second).After(now)) {
-					if len(out) >= maxRecovered {
+					if queued >= maxRecovered {
 						dropped++
+					} else if h.queue(cl, pk, sub.Qos, md.Timestamp, now) {
+						queued++
 					} else {
-						pk.FixedHeader.Qos = min(pk.FixedHeader.Qos, sub.Qos)
-						pk.FixedHeader.Retain = false
-						if e := pk.Properties.MessageExpiryInterval; e > 0 {
-							pk.Expiry = md.Timestamp.Unix() + int64(e) // what is left of it goes with it
-						}
-						id++
-						pk.PacketID = id
-						if data, err := encodeWithID(pk, now); err == nil {
-							out = append(out, data)
-						}
+						dropped++
 					}
 				}
 			}
 			if md.Sequence.Stream >= last {
-				return out, dropped, nil
+				return queued, dropped, nil
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			return out, dropped, fmt.Errorf("replay: %w", err)
+			return queued, dropped, fmt.Errorf("replay: %w", err)
 		}
 		if got == 0 && ctx.Err() != nil {
-			return out, dropped, fmt.Errorf("replay: stopped before message %d: %w", last, ctx.Err())
+			return queued, dropped, fmt.Errorf("replay: stopped before message %d: %w", last, ctx.Err())
 		}
 	}
+}
+
+// queue puts pk, stored in the stream at stored, into the offline session cl's
+// inflight store as mochi would have queued it: at most at the subscription's
+// QoS, not retained, with what is left of its expiry, under a packet id cl does
+// not use. False: cl has no packet id left.
+func (h *Hook) queue(cl *mqtt.Client, pk packets.Packet, qos byte, stored, now time.Time) bool {
+	id, err := cl.NextPacketID()
+	if err != nil {
+		return false
+	}
+	pk.PacketID = uint16(id)
+	pk.FixedHeader.Qos = min(pk.FixedHeader.Qos, qos)
+	pk.FixedHeader.Retain = false
+	pk.Created = now.Unix()
+	if e := pk.Properties.MessageExpiryInterval; e > 0 {
+		left := max(int64(e)-int64(now.Sub(stored)/time.Second), 1)
+		pk.Properties.MessageExpiryInterval = uint32(left)
+		pk.Expiry = now.Unix() + left
+	}
+	cl.State.Inflight.Set(pk)
+	return true
 }

@@ -87,17 +87,13 @@ func (h *Hook) Claim(ctx context.Context, clientID, owner string, resume bool) (
 				h.adoptSession(clientID, owner, rep.Session)
 			default:
 				// The holder is gone, or came back without the session: rebuild it.
-				hs, err := h.recoverSession(ctx, clientID, owner)
-				if err != nil {
+				if err := h.recoverSession(ctx, clientID, owner); err != nil {
 					return 0, false, err
 				}
-				if hs != nil {
-					h.adoptSession(clientID, owner, hs)
-					// Reading the stream may have taken the claim's time.
-					var cancel2 context.CancelFunc
-					ctx, cancel2 = context.WithTimeout(context.WithoutCancel(ctx), h.e.opts.RequestTimeout)
-					defer cancel2()
-				}
+				// Reading the stream may have taken the claim's time.
+				var cancel2 context.CancelFunc
+				ctx, cancel2 = context.WithTimeout(context.WithoutCancel(ctx), h.e.opts.RequestTimeout)
+				defer cancel2()
 			}
 		}
 		rev, err := h.e.kv.Update(ctx, key, val, entry.Revision())

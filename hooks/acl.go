@@ -21,7 +21,11 @@ import (
 func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	s := h.session(cl)
 	if s == nil {
-		return false
+		// A session kept for an owner with nobody connected, and no state of this
+		// hook's: one restored from storage or rebuilt from the cluster. What it is
+		// sent waits in its queue and is judged against the owner's grants when it
+		// resumes (trimSession), as the messages it came with are.
+		return !write && cl.Closed() && len(cl.Properties.Username) > 0 && !isFilter(topic)
 	}
 	if write {
 		// OnPublish decides every publish, with its QoS, retain flag and the topic

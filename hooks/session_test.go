@@ -268,3 +268,49 @@ func toLegacy(t *testing.T, dir, plainID string, clientIDs ...string) {
 		return json.Marshal(m)
 	})
 }
+
+// TestRestoredSessionQueuesWhileOffline: a persistent session restored from
+// storage after a restart has no connection and no token yet. What is published
+// for it then is queued, and judged against its owner's grants when it resumes:
+// delivered under grants that still allow it, dropped under grants that do not.
+func TestRestoredSessionQueuesWhileOffline(t *testing.T) {
+	dir := t.TempDir()
+	stored := func(c *broker.Config) { c.DataDir = dir }
+	e := newEnv(t, stored)
+	for _, id := range []string{"cloud-app", "cloud-ro"} {
+		r := e.connect5(id, e.jwt(id, "fleet:read"), v5opts{clean: true, expiry: 3600})
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		r.subscribe(t, "things/+/telemetry/#", 1)
+		_ = r.c.Disconnect(&paho.Disconnect{})
+		waitFor(t, id+" offline", func() bool {
+			cl, ok := e.b.Server().Clients.Get(id)
+			return ok && cl.Closed()
+		})
+	}
+	_ = e.b.Close()
+
+	again := newEnv(t, stored, func(c *broker.Config) {
+		c.Issuer, c.IntrospectURL = e.iss.URL(), e.iss.IntrospectURL()
+		c.ClientID, c.ClientSecret = e.iss.ClientID(), e.iss.ClientSecret()
+	})
+	thing := again.connect5("t1", e.jwt("t1", "publish"), v5opts{clean: true})
+	if thing.err != nil {
+		t.Fatal(thing.err)
+	}
+	if rc := thing.publish(t, "things/t1/telemetry/after-restart", 1, false, "queued"); rc != 0 {
+		t.Fatalf("publish to restored sessions: PUBACK %#x, want 0", rc)
+	}
+	back := again.connect5("cloud-app", e.jwt("cloud-app", "fleet:read"), v5opts{clean: false, expiry: 3600})
+	if back.err != nil || !back.ack.SessionPresent {
+		t.Fatalf("own session not resumed: %v %+v", back.err, back.ack)
+	}
+	back.expectMsg(t, "things/t1/telemetry/after-restart")
+
+	narrowed := again.connect5("cloud-ro", e.jwt("cloud-ro", "subscribe"), v5opts{clean: false, expiry: 3600})
+	if narrowed.err != nil || !narrowed.ack.SessionPresent {
+		t.Fatalf("own session not resumed: %v %+v", narrowed.err, narrowed.ack)
+	}
+	narrowed.expectNoMsg(t, "things/t1/telemetry/after-restart", 500*time.Millisecond)
+}

@@ -70,9 +70,7 @@ func TestDrillNATSNodeRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer proc.stop()
-	d.run(proc.addrs(), -1, func() {
-		go nc.restart(t, 1, 5*time.Second)
-	})
+	d.run(proc.addrs(), -1, func() { nc.restart(t, 1, 5*time.Second) })
 	if nc.restarts.Load() != 1 {
 		t.Fatal("the NATS node was not restarted during the run")
 	}
@@ -135,8 +133,8 @@ func (nc *natsCluster) start(t *testing.T, i int) *natsserver.Server {
 	return ns
 }
 
-// restart shuts server i down, waits down, and starts it again on the same
-// ports and store.
+// restart shuts server i down, waits down (the publishers go on meanwhile), and
+// starts it again on the same ports and store.
 func (nc *natsCluster) restart(t *testing.T, i int, down time.Duration) {
 	nc.mu.Lock()
 	defer nc.mu.Unlock()
@@ -224,7 +222,7 @@ func (d *drill) run(addrs []string, victim int, fault func()) {
 		if persistent {
 			cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: paho.Uint32(300)}
 		}
-		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+		cctx, ccancel := context.WithTimeout(ctx, 30*time.Second) // a resume may wait for JetStream's elections and a replay
 		defer ccancel()
 		ca, err := c.Connect(cctx, cp)
 		if err != nil {
@@ -385,11 +383,16 @@ func (d *drill) run(addrs []string, victim int, fault func()) {
 		atFault[i] = int(ackedN[i].Load())
 	}
 	fault()
-	// JetStream elects new leaders for what the lost node led; the drill goes on
-	// until every publisher has had 200 messages acknowledged since.
+	// The fault is over when fault returns (a restarted server is back).
+	// JetStream elects new leaders for what was lost; the drill goes on until
+	// every publisher has had 200 messages acknowledged since.
+	var afterFault [3]int
+	for i := range afterFault {
+		afterFault[i] = int(ackedN[i].Load())
+	}
 	behind := func() int {
-		for i := range atFault {
-			if int(ackedN[i].Load()) < atFault[i]+200 {
+		for i := range afterFault {
+			if int(ackedN[i].Load()) < afterFault[i]+200 {
 				return i
 			}
 		}
@@ -402,7 +405,7 @@ func (d *drill) run(addrs []string, victim int, fault func()) {
 	wg.Wait()
 	if i := behind(); i >= 0 {
 		t.Fatalf("the publisher that began on node %d got %d acknowledged in 60 s after the fault (%d before, %d retries, last: %v)",
-			i+1, len(acked[i])-atFault[i], atFault[i], retries[i].Load(), lastErr[i].Load())
+			i+1, len(acked[i])-afterFault[i], afterFault[i], retries[i].Load(), lastErr[i].Load())
 	}
 
 	// Every acknowledged message reaches both subscribers. A node's consumer that
