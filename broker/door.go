@@ -67,7 +67,7 @@ func (p *pipeListener) dial(ctx context.Context, remote string) (net.Conn, error
 		addr = ap
 	}
 	select {
-	case p.conns <- remoteConn{Conn: server, remote: addr}:
+	case p.conns <- remoteConn{Conn: server, remote: addr, proven: hooks.ProvenFrom(ctx)}:
 		return client, nil
 	case <-ctx.Done():
 	case <-p.done:
@@ -90,6 +90,7 @@ func (a pipeAddr) String() string  { return string(a) }
 type remoteConn struct {
 	net.Conn
 	remote net.Addr
+	proven hooks.Proven // what the HTTP request proved: DPoP key, client certificate
 }
 
 func (c remoteConn) RemoteAddr() net.Addr { return c.remote }

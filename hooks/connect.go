@@ -95,6 +95,9 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if r == nil {
 		r = h.checkRevoked(id, cl.ID)
 	}
+	if r == nil {
+		r = h.checkBinding(cl, id)
+	}
 	if r != nil {
 		return h.refuse(cl, id, r)
 	}
@@ -248,8 +251,8 @@ const (
 // or else from the CONNECT field that field names.
 func tokenFromConnect(cl *mqtt.Client, pk packets.Packet, field string) (token, authMethod string, r *refusal) {
 	if m := pk.Properties.AuthenticationMethod; m != "" {
-		if m != AuthMethod {
-			return "", "", badAuthMethod("authentication method not supported; use " + AuthMethod)
+		if m != AuthMethod && m != PoPAuthMethod {
+			return "", "", badAuthMethod("authentication method not supported; use " + AuthMethod + " or " + PoPAuthMethod)
 		}
 		if len(pk.Properties.AuthenticationData) == 0 {
 			return "", "", badToken("no token in authentication data")

@@ -134,6 +134,7 @@ type v5opts struct {
 	expiry     uint32
 	will       *paho.WillMessage
 	user       string
+	auther     paho.Auther // the enhanced-authentication handler (default: one that answers nothing)
 }
 
 // connect5 dials the broker with MQTT 5 and sends CONNECT with the token.
@@ -150,6 +151,10 @@ func (e *env) connect5(clientID, token string, o v5opts) *v5 {
 		closed: make(chan struct{}),
 	}
 	var once sync.Once
+	var auther paho.Auther = noAuther{}
+	if o.auther != nil {
+		auther = o.auther
+	}
 	r.c = paho.NewClient(paho.ClientConfig{
 		ClientID: clientID,
 		Conn:     packets.NewThreadSafeConn(conn), // paho writes a packet in several Writes, from several goroutines
@@ -159,7 +164,7 @@ func (e *env) connect5(clientID, token string, o v5opts) *v5 {
 		}},
 		OnServerDisconnect: func(d *paho.Disconnect) { r.discon <- d },
 		OnClientError:      func(error) { once.Do(func() { close(r.closed) }) },
-		AuthHandler:        noAuther{},
+		AuthHandler:        auther,
 	})
 	cp := &paho.Connect{
 		ClientID:    clientID,

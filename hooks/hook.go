@@ -137,6 +137,10 @@ type Config struct {
 	// IdleLimitStates bounds the identities without a session whose limit state is
 	// kept (default DefaultIdleLimitStates).
 	IdleLimitStates int
+	// PoPAudience is this broker as IMB-POP proofs name it in aud (default DefaultPoPAudience).
+	PoPAudience string
+	// PoPTimeout bounds the wait for an IMB-POP proof after the nonce (default DefaultPoPTimeout).
+	PoPTimeout time.Duration
 	// Now returns the current time (default time.Now); tests move it.
 	Now func() time.Time
 }
@@ -207,6 +211,12 @@ func New(cfg Config) (*Hook, error) {
 	}
 	if cfg.RevalidateInterval == 0 {
 		cfg.RevalidateInterval = 60 * time.Second
+	}
+	if cfg.PoPAudience == "" {
+		cfg.PoPAudience = DefaultPoPAudience
+	}
+	if cfg.PoPTimeout <= 0 {
+		cfg.PoPTimeout = DefaultPoPTimeout
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -28,7 +28,11 @@ type identity struct {
 	tokenHash  string // TokenHash of the token, for revocation by hash (every method, JWTs too)
 	sub        string // sub as issued (the principal's subject), for revocation by subject
 	issuedAt   time.Time
-	authMethod string // AuthMethod when the token came in CONNECT's Authentication Data
+	authMethod string // AuthMethod or PoPAuthMethod when the token came in CONNECT's Authentication Data
+	// tok is the validated token, for the binding checks of CONNECT and re-authentication (its cnf); shared, read-only.
+	tok *introspect.Token
+	// bound says what binding of the token the connection proved (boundKey, boundCert); "" for a bearer token.
+	bound string
 }
 
 // session is the hook's state for one *mqtt.Client. The hot path (ACL checks per
@@ -44,6 +48,8 @@ type session struct {
 	// pending holds the decisions of a SUBSCRIBE being processed, so that mochi's
 	// filter-level OnACLCheck answers what OnSubscribe decided with the full packet.
 	pending atomic.Pointer[[]subDecision]
+	// challenge is the nonce of an IMB-POP re-authentication waiting for its proof (pop.go); taken once.
+	challenge atomic.Pointer[challenge]
 
 	// limits are the session's limits and its identity's buckets (limits.go).
 	limits atomic.Pointer[sessionLimits]
@@ -180,6 +186,7 @@ func newIdentity(tok *introspect.Token, token, fp, authMethod string) *identity 
 		tokenHash:  TokenHash(token),
 		sub:        tok.Principal.Subject,
 		issuedAt:   tok.IssuedAt,
+		tok:        tok,
 	}
 	if tok.Method == introspect.MethodIntrospection {
 		id.token = token

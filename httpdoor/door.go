@@ -2,6 +2,8 @@ package httpdoor
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"imb/hooks"
 	"imb/internal/asthing"
 	"imb/sdk"
 )
@@ -85,40 +88,53 @@ func (d *Door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// dial is Dial for this request.
-func (d *Door) dial(r *http.Request) asthing.Dial {
-	return func(ctx context.Context) (net.Conn, error) { return d.cfg.Dial(ctx, r.RemoteAddr) }
+// dial is Dial for this request. The connection is told what the request proved (its DPoP key, its
+// client certificate), which the broker holds a sender-constrained token to.
+func (d *Door) dial(r *http.Request, jkt string) asthing.Dial {
+	p := hooks.Proven{JKT: jkt, X5TS256: requestCert(r)}
+	return func(ctx context.Context) (net.Conn, error) { return d.cfg.Dial(hooks.WithProven(ctx, p), r.RemoteAddr) }
 }
 
-// token reads the bearer token, answering 401 itself when there is none or it is malformed.
-func (d *Door) token(w http.ResponseWriter, r *http.Request) (string, bool) {
+// requestCert is the base64url SHA-256 thumbprint of the request's TLS client certificate, "" without one.
+func requestCert(r *http.Request) string {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return ""
+	}
+	sum := sha256.Sum256(r.TLS.PeerCertificates[0].Raw)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// token reads the bearer token, answering 401 itself when there is none or it is malformed, and the
+// thumbprint of the key its DPoP proof proved ("" for a bearer token).
+func (d *Door) token(w http.ResponseWriter, r *http.Request) (tok, jkt string, ok bool) {
 	scheme, tok, ok, err := bearerToken(r.Header)
+	fail := func() (string, string, bool) { return "", "", false }
 	if err != nil {
 		writeError(w, answer{status: http.StatusUnauthorized, bearer: "invalid_request", name: "invalid_request"}, "", err.Error())
-		return "", false
+		return fail()
 	}
 	if !ok {
 		writeError(w, answer{status: http.StatusUnauthorized, name: "no_token"}, "", "this resource needs Authorization: Bearer <access token>")
-		return "", false
+		return fail()
 	}
-	jkt := boundKey(tok)
+	jkt = boundKey(tok)
 	switch {
 	case jkt != "" && scheme == "bearer":
 		// RFC 9449 §7.1: a DPoP-bound token is not a bearer token.
 		writeErrorFor(w, "DPoP", answer{status: http.StatusUnauthorized, bearer: "invalid_token", name: "dpop_required"}, "",
 			"the token is DPoP-bound: send Authorization: DPoP <token> with a DPoP proof")
-		return "", false
+		return fail()
 	case jkt == "" && scheme == "dpop":
 		writeErrorFor(w, "DPoP", answer{status: http.StatusUnauthorized, bearer: "invalid_token", name: "not_dpop_bound"}, "",
 			"Authorization: DPoP needs a JWT access token with cnf.jkt; send this token as Bearer")
-		return "", false
+		return fail()
 	case scheme == "dpop":
 		if err := checkProof(r, tok, jkt, d.replays, time.Now()); err != nil {
 			writeErrorFor(w, "DPoP", answer{status: http.StatusUnauthorized, bearer: "invalid_dpop_proof", name: "invalid_dpop_proof"}, "", err.Error())
-			return "", false
+			return fail()
 		}
 	}
-	return tok, true
+	return tok, jkt, true
 }
 
 // publishAnswer is the body of a successful publish.
@@ -147,7 +163,7 @@ func (d *Door) publish(w http.ResponseWriter, r *http.Request, topic string) {
 		badRequest(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
-	tok, ok := d.token(w, r)
+	tok, jkt, ok := d.token(w, r)
 	if !ok {
 		return
 	}
@@ -173,7 +189,7 @@ func (d *Door) publish(w http.ResponseWriter, r *http.Request, topic string) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), d.cfg.Timeout)
 	defer cancel()
-	o := asthing.Publish(ctx, d.dial(r), tok, &paho.Publish{Topic: topic, QoS: opts.qos, Retain: opts.retain,
+	o := asthing.Publish(ctx, d.dial(r, jkt), tok, &paho.Publish{Topic: topic, QoS: opts.qos, Retain: opts.retain,
 		Payload: payload, Properties: props})
 	d.log.Debug("http publish", "topic", topic, "qos", opts.qos, "outcome", o.String(), "token", sdk.Fingerprint(tok),
 		"remote", r.RemoteAddr)
@@ -272,12 +288,12 @@ func (d *Door) subscribe(w http.ResponseWriter, r *http.Request, filter string) 
 		badRequest(w, http.StatusBadRequest, "invalid_request", "GET /topics/{filter} takes no query parameters")
 		return
 	}
-	tok, ok := d.token(w, r)
+	tok, jkt, ok := d.token(w, r)
 	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), d.cfg.Timeout)
-	sub, o := asthing.Subscribe(ctx, d.dial(r), tok, filter)
+	sub, o := asthing.Subscribe(ctx, d.dial(r, jkt), tok, filter)
 	cancel()
 	if o.Failed() {
 		refuse(w, o)

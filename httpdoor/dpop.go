@@ -1,7 +1,6 @@
 package httpdoor
 
 import (
-	"crypto"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -13,8 +12,9 @@ import (
 	"sync"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
 	"github.com/hashicorp/golang-lru/v2/expirable"
+
+	"imb/introspect"
 )
 
 // DPoP (RFC 9449): a token whose cnf.jkt names a key is accepted only with a proof, signed by that
@@ -22,9 +22,6 @@ import (
 // checking its signature: the broker checks the signature right after (a forged cnf only fails
 // there), and a token that is not a JWT cannot be DPoP-bound here (its cnf would only be known to
 // introspection). The proof is checked before anything reaches the broker.
-
-// dpopAlgorithms are the proof signatures accepted: asymmetric only (§4.2: no "none", no MAC).
-var dpopAlgorithms = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.ES512, jose.RS256, jose.PS256, jose.EdDSA}
 
 // dpopWindow is how far a proof's iat may be from now, either way (§11.1: a short window, the jti
 // cache covering it).
@@ -58,7 +55,8 @@ func (c *replayCache) first(jti string) bool {
 	return true
 }
 
-// boundKey is the cnf.jkt of a JWT access token ("" when it has none or is not a JWT).
+// boundKey is the thumbprint of the key a JWT access token is bound to: its cnf.jkt, or that of its cnf.jwk (""
+// when it has neither, is not a JWT, or names two keys — the broker refuses such a token).
 func boundKey(token string) string {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
@@ -70,13 +68,22 @@ func boundKey(token string) string {
 	}
 	var c struct {
 		Cnf struct {
-			JKT string `json:"jkt"`
+			JKT string          `json:"jkt"`
+			JWK json.RawMessage `json:"jwk"`
 		} `json:"cnf"`
 	}
 	if json.Unmarshal(payload, &c) != nil {
 		return ""
 	}
-	return c.Cnf.JKT
+	cnf := introspect.Confirmation{JKT: c.Cnf.JKT}
+	if len(c.Cnf.JWK) > 0 && string(c.Cnf.JWK) != "null" {
+		cnf.JWK = c.Cnf.JWK
+	}
+	jkt, err := cnf.Thumbprint()
+	if err != nil {
+		return ""
+	}
+	return jkt
 }
 
 // dpopClaims are the proof's claims (§4.2).
@@ -123,30 +130,12 @@ func checkProof(r *http.Request, token, jkt string, replays *replayCache, now ti
 	return nil
 }
 
-// verifyProof checks the proof's form and signature and that its key is the token's (jkt).
+// verifyProof checks the proof's form and signature and that its key is the token's (jkt); the checks are
+// introspect's, shared with the broker's IMB-POP proofs.
 func verifyProof(proof, jkt string) (*dpopClaims, error) {
-	if len(proof) > 8<<10 {
-		return nil, fmt.Errorf("%w: larger than 8 KiB", errDPoP)
-	}
-	jws, err := jose.ParseSigned(proof, dpopAlgorithms)
-	if err != nil || len(jws.Signatures) != 1 {
-		return nil, fmt.Errorf("%w: not a compact JWS with an asymmetric algorithm", errDPoP)
-	}
-	h := jws.Signatures[0].Protected
-	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); typ != "dpop+jwt" {
-		return nil, fmt.Errorf("%w: typ is not dpop+jwt", errDPoP)
-	}
-	jwk := h.JSONWebKey
-	if jwk == nil || !jwk.Valid() || !jwk.IsPublic() {
-		return nil, fmt.Errorf("%w: no public jwk header", errDPoP)
-	}
-	tp, err := jwk.Thumbprint(crypto.SHA256)
-	if err != nil || subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(tp)), []byte(jkt)) != 1 {
-		return nil, fmt.Errorf("%w: the proof's key is not the key the token is bound to", errDPoP)
-	}
-	payload, err := jws.Verify(jwk.Key)
+	payload, err := (&introspect.Confirmation{JKT: jkt}).VerifyProof(proof, "dpop+jwt")
 	if err != nil {
-		return nil, fmt.Errorf("%w: signature does not verify", errDPoP)
+		return nil, fmt.Errorf("%w: %s", errDPoP, strings.TrimPrefix(err.Error(), introspect.ErrProof.Error()+": "))
 	}
 	var c dpopClaims
 	if err := json.Unmarshal(payload, &c); err != nil {

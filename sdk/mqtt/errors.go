@@ -21,13 +21,15 @@ var (
 
 // MQTT reason codes the dialer interprets.
 const (
-	CodeSuccess           byte = 0x00
-	CodeReAuthenticate    byte = 0x19
-	CodeBadToken          byte = 0x86
-	CodeNotAuthorized     byte = 0x87
-	CodeServerUnavailable byte = 0x88
-	CodeBadAuthMethod     byte = 0x8C
-	CodeMaxConnectTime    byte = 0xA0
+	CodeSuccess        byte = 0x00
+	CodeReAuthenticate byte = 0x19
+	// CodeContinueAuthentication is an AUTH step of a multi-step method (IMB-POP's nonce and proof).
+	CodeContinueAuthentication byte = 0x18
+	CodeBadToken               byte = 0x86
+	CodeNotAuthorized          byte = 0x87
+	CodeServerUnavailable      byte = 0x88
+	CodeBadAuthMethod          byte = 0x8C
+	CodeMaxConnectTime         byte = 0xA0
 )
 
 // MQTT 3.1.1 CONNACK return codes.
