@@ -137,6 +137,8 @@ type LimitEntry struct {
 	Name string
 	// Anonymous marks an entry for clients without a token (`anonymous: true`).
 	Anonymous bool
+	// RequireBoundToken makes the identities the entry selects connect only with a sender-constrained token.
+	RequireBoundToken bool
 
 	selector
 	values Limits // the values this entry sets; values.From marks which
@@ -289,7 +291,7 @@ func (r *selector) matchSubject(id string) *subjectPattern {
 
 // limitKeys are the keys of a limit entry: its selector and its limits.
 func limitKeys() []string {
-	keys := []string{"name", "anonymous", "scopes", "all_scopes", "claims", "subjects"}
+	keys := []string{"name", "anonymous", "scopes", "all_scopes", "claims", "subjects", "require_bound_token"}
 	for k := LimitKey(0); k < numLimitKeys; k++ {
 		keys = append(keys, k.String())
 	}
@@ -352,6 +354,10 @@ func (p *parser) limitEntry(n *yaml.Node, file string) (*LimitEntry, bool) {
 			}
 		case "scopes", "all_scopes", "claims", "subjects":
 			p.selectorField(f, &e.selector)
+		case "require_bound_token":
+			if e.RequireBoundToken = p.boolean(f.value, "require_bound_token"); e.RequireBoundToken {
+				set++
+			}
 		default:
 			if p.limitValue(f, e) {
 				set++
@@ -359,14 +365,14 @@ func (p *parser) limitEntry(n *yaml.Node, file string) (*LimitEntry, bool) {
 		}
 	}
 	if e.Anonymous {
-		for _, k := range []string{"scopes", "all_scopes", "claims", "subjects"} {
+		for _, k := range []string{"scopes", "all_scopes", "claims", "subjects", "require_bound_token"} {
 			if f, ok := byKey[k]; ok {
 				p.errorf(f.key, "%s has no meaning for anonymous clients (they have no token)", k)
 			}
 		}
 	}
 	if set == 0 && len(p.errs) == before {
-		p.errorf(n, "limit entry sets no limit (known: %s)", strings.Join(limitKeyNames[:], ", "))
+		p.errorf(n, "limit entry sets no limit (known: %s, require_bound_token)", strings.Join(limitKeyNames[:], ", "))
 	}
 	v := &e.values
 	if f, ok := byKey["publish_burst"]; ok && v.From[LimitPublishes] == nil {

@@ -295,7 +295,8 @@ func ruleKeys(anonymous bool) []string {
 	if anonymous {
 		return []string{"name", "effect", "actions", "topics", "max_qos", "retain", "share_groups"}
 	}
-	return []string{"name", "effect", "actions", "topics", "scopes", "all_scopes", "claims", "max_qos", "retain", "share_groups"}
+	return []string{"name", "effect", "actions", "topics", "scopes", "all_scopes", "claims", "max_qos", "retain", "share_groups",
+		"require_bound_token"}
 }
 
 // rule parses and validates one rule.
@@ -324,6 +325,8 @@ func (p *parser) rule(n *yaml.Node, file string, anonymous bool) (*Rule, bool) {
 			r.MaxQoS = p.qos(f.value)
 		case "retain":
 			r.Retain = p.boolean(f.value, "retain")
+		case "require_bound_token":
+			r.RequireBoundToken = p.boolean(f.value, "require_bound_token")
 		case "share_groups":
 			r.ShareGroups = p.strings(f.value, "share_groups", true)
 			if r.ShareGroups == nil {

@@ -27,7 +27,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad version", "version: 2\nrules: []\n", []string{`p.yaml:1:10: unsupported version "2" (this imb reads version: 1)`}},
 		{"rules not a list", "rules: {a: 1}\n", []string{"p.yaml:1:8: rules must be a list of rules"}},
 		{"rule not a mapping", "rules:\n  - allow\n", []string{"p.yaml:2:5: a rule must be a mapping"}},
-		{"unknown rule key", rule0 + "    topic: [b]\n", []string{`p.yaml:5:5: unknown key "topic" in a rule (known: name, effect, actions, topics, scopes, all_scopes, claims, max_qos, retain, share_groups)`}},
+		{"unknown rule key", rule0 + "    topic: [b]\n", []string{`p.yaml:5:5: unknown key "topic" in a rule (known: name, effect, actions, topics, scopes, all_scopes, claims, max_qos, retain, share_groups, require_bound_token)`}},
 		{"key twice", rule0 + "    effect: deny\n", []string{`p.yaml:5:5: key "effect" given twice in a rule (first at line 2)`}},
 		{"missing keys", "rules:\n  - name: x\n", []string{
 			`p.yaml:2:5: rule has no "effect"`, `p.yaml:2:5: rule has no "actions"`, `p.yaml:2:5: rule has no "topics"`}},

@@ -42,6 +42,9 @@ type Rule struct {
 	ShareGroups []string
 	// Anonymous marks a rule of the anonymous section.
 	Anonymous bool
+	// RequireBoundToken makes the identities the rule selects (its scopes and claims) connect only with a
+	// sender-constrained token (key- or certificate-bound, proven); a bearer token is refused.
+	RequireBoundToken bool
 
 	selector
 	templates []template

@@ -6,6 +6,7 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 
+	"imb/authz"
 	"imb/introspect"
 )
 
@@ -81,4 +82,20 @@ func (h *Hook) checkBinding(cl *mqtt.Client, id *identity) *refusal {
 func provedKey(p Proven, cnf *introspect.Confirmation) bool {
 	tp, err := cnf.Thumbprint()
 	return err == nil && tp != "" && subtle.ConstantTimeCompare([]byte(tp), []byte(p.JKT)) == 1
+}
+
+// requireBound refuses a bearer token (0x87) of an identity the policy requires a bound token of
+// (require_bound_token on a rule or limit entry that selects it); the audit line names the rule.
+func requireBound(pol *authz.Policy, id *identity) *refusal {
+	if id.bound != "" || id.subject.Anonymous {
+		return nil
+	}
+	by := pol.BoundTokenRequired(id.subject)
+	if by == "" {
+		return nil
+	}
+	r := notAuthorized("policy requires a sender-constrained token (" + PoPAuthMethod + " or a certificate-bound token)")
+	r.label = "bound_token_required"
+	r.detail = by + " has require_bound_token and the token is a bearer token"
+	return r
 }

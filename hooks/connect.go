@@ -102,6 +102,9 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return h.refuse(cl, id, r)
 	}
 	policy := h.policy.Load()
+	if r := requireBound(policy, id); r != nil {
+		return h.refuse(cl, id, r)
+	}
 	grants := policy.Compile(id.subject)
 	s := newSession(cl, id, grants)
 	sl := h.applyLimits(s)

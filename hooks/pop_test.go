@@ -269,3 +269,59 @@ func TestPoPReauth(t *testing.T) {
 		})
 	}
 }
+
+// TestRequireBoundToken: an identity class the policy marks require_bound_token (a rule's scopes, a limit
+// entry's subjects) connects only with a proven bound token; its bearer token gets 0x87 and an audit line
+// naming the rule.
+func TestRequireBoundToken(t *testing.T) {
+	e := newEnv(t)
+	writePolicy(t, e, testPolicy+`  - name: fleet-bound
+    effect: allow
+    actions: [subscribe]
+    topics: ["fleet/bound"]
+    scopes: ["fleet:read"]
+    require_bound_token: true
+limits:
+  - name: secure-things
+    subjects: ["secure-*"]
+    require_bound_token: true
+`)
+	if err := e.b.ReloadPolicy(); err != nil {
+		t.Fatal(err)
+	}
+	k := newThingKey(t)
+	cases := []struct {
+		name, id, token string
+		opts            v5opts
+		want            int
+		rule            string // named in the refusal's audit line
+	}{
+		{"rule's scope, bearer", "app-1", e.jwt("app-1", "fleet:read"), v5opts{}, 0x87, "fleet-bound"},
+		{"limit entry's subject, bearer", "secure-1", e.jwt("secure-1", "publish"), v5opts{}, 0x87, "secure-things"},
+		{"limit entry's subject, bearer under OAUTH2-JWT", "secure-2", e.jwt("secure-2", "publish"), v5opts{authMethod: true}, 0x87, "secure-things"},
+		{"limit entry's subject, proven key", "secure-3", e.boundJWT("secure-3", k), v5opts{method: "IMB-POP", auther: popAuth(k, "secure-3")}, 0, ""},
+		{"rule's scope, proven key", "app-2", e.iss.Mint(issuer.Claims{"sub": "app-2", "scope": []string{"fleet:read"}, "cnf": map[string]any{"jkt": k.jkt}}, time.Hour),
+			v5opts{method: "IMB-POP", auther: popAuth(k, "app-2")}, 0, ""},
+		{"not selected, bearer", "plain-1", e.jwt("plain-1", "publish"), v5opts{}, 0, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := e.connect5(c.id, c.token, c.opts)
+			if r.code() != c.want {
+				t.Fatalf("CONNACK %#x (%v), want %#x", r.code(), r.err, c.want)
+			}
+			if c.want == 0 {
+				_ = r.c.Disconnect(&paho.Disconnect{})
+				return
+			}
+			waitFor(t, "refusal audit line", func() bool {
+				for _, l := range e.audit.find("connect_refused") {
+					if l["client_id"] == c.id && strings.Contains(l["detail"], c.rule) && strings.Contains(l["detail"], "require_bound_token") {
+						return true
+					}
+				}
+				return false
+			})
+		})
+	}
+}

@@ -84,6 +84,13 @@ func TestDPoP(t *testing.T) {
 	key, other := newDPoPKey(t), newDPoPKey(t)
 	bound := iss.Mint(issuer.Claims{"sub": "tv-d", "scope": "publish", "cnf": map[string]any{"jkt": key.jkt}}, time.Hour)
 	plain := iss.Mint(issuer.Claims{"sub": "tv-d", "scope": "publish"}, time.Hour)
+	// A token bound by the key itself (RFC 7800 cnf.jwk, as AM issues it) is DPoP-bound to that key's thumbprint.
+	jwk, _ := json.Marshal(jose.JSONWebKey{Key: key.priv.Public()})
+	var jwkClaim map[string]any
+	_ = json.Unmarshal(jwk, &jwkClaim)
+	byJWK := iss.Mint(issuer.Claims{"sub": "tv-d", "scope": "publish", "cnf": map[string]any{"jwk": jwkClaim}}, time.Hour)
+	// An opaque token whose binding only introspection tells: the door cannot ask for a proof, the broker refuses it.
+	opaque := iss.MintOpaque(issuer.Claims{"sub": "tv-d", "scope": "publish", "cnf": map[string]any{"jkt": key.jkt}}, time.Hour)
 	url := "http://" + b.Addr("http") + "/topics/things/tv-d/telemetry/t"
 	now := time.Now()
 	replayed := key.proof(t, "dpop+jwt", "POST", url, bound, now, nil)
@@ -109,6 +116,10 @@ func TestDPoP(t *testing.T) {
 		{"no jti", "DPoP", bound, []string{key.proof(t, "dpop+jwt", "POST", url, bound, now, func(c map[string]any) { delete(c, "jti") })}, 401, "invalid_dpop_proof", ""},
 		{"unbound token as DPoP", "DPoP", plain, []string{key.proof(t, "dpop+jwt", "POST", url, plain, now, nil)}, 401, "not_dpop_bound", ""},
 		{"unbound token as bearer", "Bearer", plain, nil, 200, "", ""},
+		{"cnf.jwk token with a proof by its key", "DPoP", byJWK, []string{key.proof(t, "dpop+jwt", "POST", url, byJWK, now, nil)}, 200, "", ""},
+		{"cnf.jwk token as bearer", "Bearer", byJWK, nil, 401, "dpop_required", ""},
+		{"cnf.jwk token, proof by another key", "DPoP", byJWK, []string{other.proof(t, "dpop+jwt", "POST", url, byJWK, now, nil)}, 401, "invalid_dpop_proof", ""},
+		{"introspected key-bound token as bearer", "Bearer", opaque, nil, 401, "", ""},
 		{"htu with query ignored, host case", "DPoP", bound, []string{key.proof(t, "dpop+jwt", "POST", strings.Replace(url, "http://", "HTTP://", 1)+"?x=1", bound, now, nil)}, 200, "", ""},
 	}
 	for _, tt := range tests {
