@@ -157,6 +157,8 @@ type opts5 struct {
 	delay    uint32 // Will Delay Interval, seconds
 	authData bool   // token as OAUTH2-JWT Authentication Data instead of password
 	noToken  bool   // no password at all
+	method   string      // this Authentication Method with the token as data (IMB-POP)
+	auther   paho.Auther // the enhanced-authentication handler (default: passAuth)
 }
 
 // connect5 dials and sends CONNECT; a refused client has ack set and err non-nil.
@@ -167,6 +169,10 @@ func (e *env) connect5(clientID, token string, o opts5) *v5 {
 		e.t.Fatal(err)
 	}
 	r := &v5{conn: conn, inbox: newInbox(), discon: make(chan *paho.Disconnect, 1)}
+	var auther paho.Auther = passAuth{}
+	if o.auther != nil {
+		auther = o.auther
+	}
 	r.c = paho.NewClient(paho.ClientConfig{
 		ClientID: clientID,
 		Conn:     packets.NewThreadSafeConn(conn), // paho writes a packet in several Writes, from several goroutines
@@ -181,7 +187,7 @@ func (e *env) connect5(clientID, token string, o opts5) *v5 {
 			}
 		},
 		OnClientError: func(error) {},
-		AuthHandler:   passAuth{},
+		AuthHandler:   auther,
 	})
 	cp := &paho.Connect{
 		ClientID:    clientID,
@@ -195,6 +201,9 @@ func (e *env) connect5(clientID, token string, o opts5) *v5 {
 	}
 	switch {
 	case o.noToken:
+	case o.method != "":
+		cp.Properties.AuthMethod = o.method
+		cp.Properties.AuthData = []byte(token)
 	case o.authData:
 		cp.Properties.AuthMethod = "OAUTH2-JWT"
 		cp.Properties.AuthData = []byte(token)
