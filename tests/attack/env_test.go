@@ -154,9 +154,9 @@ type opts5 struct {
 	clean    bool
 	expiry   uint32
 	will     *paho.WillMessage
-	delay    uint32 // Will Delay Interval, seconds
-	authData bool   // token as OAUTH2-JWT Authentication Data instead of password
-	noToken  bool   // no password at all
+	delay    uint32      // Will Delay Interval, seconds
+	authData bool        // token as OAUTH2-JWT Authentication Data instead of password
+	noToken  bool        // no password at all
 	method   string      // this Authentication Method with the token as data (IMB-POP)
 	auther   paho.Auther // the enhanced-authentication handler (default: passAuth)
 }
