@@ -213,6 +213,11 @@ func (s *Settings) validate() error {
 	if s.Clients[s.IoT.OAuthClientName] == nil {
 		return invalid(fmt.Sprintf("client %q is not defined under clients", s.IoT.OAuthClientName), "iotService", "oauthClientName")
 	}
+	switch s.IoT.BindThingTokens {
+	case BindNone, BindKey:
+	default:
+		return invalid(`bindThingTokens must be "" or "key"`, "iotService", "bindThingTokens")
+	}
 	switch s.OAuth2.TokenFormat {
 	case "jwt", "opaque":
 	default:

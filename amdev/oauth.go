@@ -100,7 +100,13 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request, realm strin
 		if err != nil {
 			return err
 		}
-		if resp, err = s.issue(s.thingGrant(ident, clientID, scopes, gt), false); err != nil {
+		cnf, err := s.tokenBinding(ident, r.PostForm.Get("cnf_key"))
+		if err != nil {
+			return err
+		}
+		g := s.thingGrant(ident, clientID, scopes, gt)
+		g.Cnf = cnf
+		if resp, err = s.issue(g, false); err != nil {
 			return err
 		}
 	case grantRefreshToken:

@@ -119,6 +119,10 @@ type IoTService struct {
 	// things) and a node's defaultAttributeValues may set any. Default
 	// [gateway]: the default policy grants gateways other things' topics.
 	RestrictedThingTypes []string `yaml:"restrictedThingTypes"`
+	// BindThingTokens binds every access token a thing of the realm obtains to the key it registered
+	// ("key": cnf.jwk, RFC 7800), so that a copied token is useless without the key; "" binds only when the
+	// request asks with cnf_key.
+	BindThingTokens string `yaml:"bindThingTokens"`
 }
 
 // OAuth2Provider holds the provider settings.

@@ -169,8 +169,17 @@ func (s *Server) thingAccessToken(w http.ResponseWriter, ident *identity, body m
 	if err != nil {
 		return err
 	}
-	resp, err := s.issue(s.thingGrant(ident, clientID, scopes, grantJWTBearer),
-		s.provider(ident.Realm).IssueRefreshTokens && slices.Contains(client.GrantTypes, grantRefreshToken))
+	cnfKey, _ := body["cnf_key"].(string)
+	if _, present := body["cnf_key"]; present && cnfKey == "" {
+		return errBadRequest("cnf_key must be a string")
+	}
+	cnf, err := s.tokenBinding(ident, cnfKey)
+	if err != nil {
+		return err
+	}
+	g := s.thingGrant(ident, clientID, scopes, grantJWTBearer)
+	g.Cnf = cnf
+	resp, err := s.issue(g, s.provider(ident.Realm).IssueRefreshTokens && slices.Contains(client.GrantTypes, grantRefreshToken))
 	if err != nil {
 		return err
 	}

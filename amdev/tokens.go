@@ -40,6 +40,9 @@ type grant struct {
 	GrantType   string         `json:"grant_type"`
 	AuthGrantID string         `json:"auth_grant_id"`
 	AuthTime    int64          `json:"auth_time"`
+	// Cnf binds the tokens of the grant to a key (cnf.jwk, RFC 7800); nil: bearer tokens. Refreshed tokens
+	// keep it.
+	Cnf map[string]any `json:"cnf,omitempty"`
 }
 
 // tokenRecord is a stored token (opaque access token or refresh token).
@@ -146,6 +149,9 @@ func (s *Server) accessClaims(rec tokenRecord) map[string]any {
 		"realm": g.Realm, "exp": rec.Expires, "iat": rec.Issued, "expires_in": rec.Expires - rec.Issued,
 		"jti": rec.JTI,
 	}
+	if g.Cnf != nil {
+		c["cnf"] = g.Cnf
+	}
 	for k, v := range g.Claims {
 		if _, reserved := c[k]; !reserved {
 			c[k] = v
@@ -227,18 +233,19 @@ func (s *Server) verifyAccessJWT(token string) (*tokenRecord, error) {
 		return nil, errInactive
 	}
 	var c struct {
-		Subname     string   `json:"subname"`
-		Sub         string   `json:"sub"`
-		Aud         string   `json:"aud"`
-		Scope       []string `json:"scope"`
-		Realm       string   `json:"realm"`
-		GrantType   string   `json:"grant_type"`
-		AuthGrantID string   `json:"authGrantId"`
-		AuthTime    int64    `json:"auth_time"`
-		Exp         int64    `json:"exp"`
-		Iat         int64    `json:"iat"`
-		Nbf         int64    `json:"nbf"`
-		JTI         string   `json:"jti"`
+		Subname     string         `json:"subname"`
+		Sub         string         `json:"sub"`
+		Aud         string         `json:"aud"`
+		Scope       []string       `json:"scope"`
+		Realm       string         `json:"realm"`
+		GrantType   string         `json:"grant_type"`
+		AuthGrantID string         `json:"authGrantId"`
+		AuthTime    int64          `json:"auth_time"`
+		Exp         int64          `json:"exp"`
+		Iat         int64          `json:"iat"`
+		Nbf         int64          `json:"nbf"`
+		JTI         string         `json:"jti"`
+		Cnf         map[string]any `json:"cnf"`
 	}
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, errInactive
@@ -252,7 +259,7 @@ func (s *Server) verifyAccessJWT(token string) (*tokenRecord, error) {
 		typ = "age"
 	}
 	g := grant{Realm: c.Realm, ClientID: c.Aud, Subject: c.Subname, SubjectType: typ, Scopes: c.Scope,
-		GrantType: c.GrantType, AuthGrantID: c.AuthGrantID, AuthTime: c.AuthTime}
+		GrantType: c.GrantType, AuthGrantID: c.AuthGrantID, AuthTime: c.AuthTime, Cnf: c.Cnf}
 	var thingID string
 	switch err := s.db.Get(bucketThingGrants, c.AuthGrantID, &thingID, s.now()); {
 	case err == nil:
@@ -319,6 +326,9 @@ func (s *Server) introspection(info *tokenInfo) map[string]any {
 		"iss": s.oauthBase(g.Realm), "aud": g.ClientID, "realm": g.Realm, "authGrantId": g.AuthGrantID,
 		"auditTrackingId": rec.JTI, "auth_level": 0, "expires_in": max(0, rec.Expires-s.now().Unix()),
 		"jti": rec.JTI, "grant_type": g.GrantType,
+	}
+	if g.Cnf != nil {
+		out["cnf"] = g.Cnf // RFC 7662 §2.2 with RFC 7800: the resource server learns the binding here
 	}
 	for k, v := range g.Claims {
 		if _, reserved := out[k]; !reserved {

@@ -1,0 +1,85 @@
+package amdev
+
+import (
+	"bytes"
+	"crypto"
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// Values of IoTService.BindThingTokens.
+const (
+	BindNone = ""    // bearer tokens, unless the request asks (cnf_key)
+	BindKey  = "key" // every thing token carries cnf.jwk: the key the thing registered
+)
+
+// tokenBinding is the cnf of a thing's access token (RFC 7800), or nil for a bearer token. The request binds it
+// with AM's cnf_key parameter (the base64url JWK of the key, which must be one the thing registered); without one
+// the realm's bindThingTokens setting may bind it to the thing's registered key. A thing with several keys is
+// bound to its first, unless cnf_key chooses.
+func (s *Server) tokenBinding(ident *identity, cnfKey string) (map[string]any, error) {
+	if cnfKey == "" && s.iotService(ident.Realm).BindThingTokens != BindKey {
+		return nil, nil
+	}
+	set, err := ident.keys()
+	if err != nil || len(set.Keys) == 0 {
+		if cnfKey == "" {
+			return nil, nil // nothing registered to bind to: the realm setting binds what it can
+		}
+		return nil, oauthError(400, "invalid_request", "cnf_key: the thing has no registered key")
+	}
+	key := set.Keys[0]
+	if cnfKey != "" {
+		asked, err := parseCnfKey(cnfKey)
+		if err != nil {
+			return nil, oauthError(400, "invalid_request", "cnf_key must be a base64url-encoded public JWK")
+		}
+		found := false
+		for _, k := range set.Keys {
+			if sameKey(k, asked) {
+				key, found = k, true
+				break
+			}
+		}
+		if !found {
+			return nil, oauthError(400, "invalid_request", "cnf_key is not a key the thing registered")
+		}
+	}
+	return map[string]any{"jwk": publicJWKClaim(key)}, nil
+}
+
+// parseCnfKey decodes AM's cnf_key: a JWK as JSON, base64url-encoded (padding optional).
+func parseCnfKey(v string) (jose.JSONWebKey, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(v, "="))
+	var k jose.JSONWebKey
+	if err != nil {
+		return k, err
+	}
+	if err := k.UnmarshalJSON(raw); err != nil {
+		return k, err
+	}
+	if !k.Valid() || !k.IsPublic() {
+		return k, errBadRequest("not a public key")
+	}
+	return k, nil
+}
+
+func sameKey(a, b jose.JSONWebKey) bool {
+	x, err1 := a.Thumbprint(crypto.SHA256)
+	y, err2 := b.Thumbprint(crypto.SHA256)
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+}
+
+// publicJWKClaim is k as cnf.jwk carries it: the public key with its kid, use and alg, no certificates.
+func publicJWKClaim(k jose.JSONWebKey) map[string]any {
+	pub := jose.JSONWebKey{Key: k.Key, KeyID: k.KeyID, Use: k.Use, Algorithm: k.Algorithm}
+	raw, err := json.Marshal(pub)
+	var m map[string]any
+	if err != nil || json.Unmarshal(raw, &m) != nil {
+		return nil
+	}
+	return m
+}

@@ -1,0 +1,81 @@
+package amdev
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"testing"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// TestBoundThingTokens: a thing's token is bound (cnf.jwk, RFC 7800) to the key it registered when the request
+// asks with cnf_key or the realm binds every thing token; introspection and refresh keep the binding; a cnf_key
+// that is not the thing's is refused.
+func TestBoundThingTokens(t *testing.T) {
+	cnfKey := func(t *testing.T, th *testThing) string {
+		k := th.publicJWK()
+		k.Certificates = nil
+		raw, err := json.Marshal(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return base64.RawURLEncoding.EncodeToString(raw)
+	}
+	boundTo := func(t *testing.T, claims map[string]any, th *testThing) {
+		t.Helper()
+		cnf, _ := claims["cnf"].(map[string]any)
+		raw, _ := json.Marshal(cnf["jwk"])
+		var k jose.JSONWebKey
+		if err := k.UnmarshalJSON(raw); err != nil || !sameKey(k, th.publicJWK()) || !k.IsPublic() {
+			t.Fatalf("cnf %v is not the thing's public key (%v)", claims["cnf"], err)
+		}
+	}
+
+	t.Run("cnf_key asks", func(t *testing.T) {
+		e := startEnv(t)
+		th := newThing(t, "bound-1", jose.ES256)
+		p := loggedIn(t, e, th, "auth-tree", nil)
+		status, tok := p.do("POST", accessTokenPath, map[string]any{"scope": []string{"publish"}, "cnf_key": cnfKey(t, th)}, true)
+		if status != 200 {
+			t.Fatalf("token: %d %v", status, tok)
+		}
+		boundTo(t, decodeJWT(t, tok["access_token"].(string)), th)
+		_, in := p.do("POST", introspectPath, map[string]any{"token": tok["access_token"]}, true)
+		boundTo(t, in, th)
+		status, refreshed := p.do("POST", accessTokenPath, map[string]any{"refresh_token": tok["refresh_token"]}, true)
+		if status != 200 {
+			t.Fatalf("refresh: %d %v", status, refreshed)
+		}
+		boundTo(t, decodeJWT(t, refreshed["access_token"].(string)), th)
+
+		_, plain := p.do("POST", accessTokenPath, map[string]any{"scope": []string{"publish"}}, true)
+		if c := decodeJWT(t, plain["access_token"].(string)); c["cnf"] != nil {
+			t.Fatalf("token without cnf_key is bound: %v", c["cnf"])
+		}
+		other := newThing(t, "other", jose.ES256)
+		status, body := p.do("POST", accessTokenPath, map[string]any{"scope": []string{"publish"}, "cnf_key": cnfKey(t, other)}, true)
+		if status != 400 {
+			t.Fatalf("cnf_key of another key: %d %v", status, body)
+		}
+		if status, body := p.do("POST", accessTokenPath, map[string]any{"cnf_key": "%%%"}, true); status != 400 {
+			t.Fatalf("cnf_key not base64url: %d %v", status, body)
+		}
+	})
+	t.Run("realm binds", func(t *testing.T) {
+		e := startEnv(t, func(st *Settings) { st.IoT.BindThingTokens = BindKey })
+		th := newThing(t, "bound-2", jose.ES256)
+		p := loggedIn(t, e, th, "auth-tree", nil)
+		status, tok := p.do("POST", accessTokenPath, map[string]any{"scope": []string{"publish"}}, true)
+		if status != 200 {
+			t.Fatalf("token: %d %v", status, tok)
+		}
+		boundTo(t, decodeJWT(t, tok["access_token"].(string)), th)
+	})
+	t.Run("realm setting checked", func(t *testing.T) {
+		st := DefaultSettings()
+		st.IoT.BindThingTokens = "always"
+		if err := st.validate(); err == nil {
+			t.Fatal("bindThingTokens: always accepted")
+		}
+	})
+}
