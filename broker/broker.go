@@ -259,7 +259,7 @@ func (b *Broker) newHook(v hooks.TokenValidator, p *authz.Policy, m *hooks.Metri
 
 		RevocationRetention: b.cfg.RevocationRetention,
 		ClaimMap:            b.cfg.claimMap(),
-		PoPAudience:         b.cfg.popAudience(),
+		PoPAudience:         b.cfg.PoPAudience,
 	}
 	if b.cluster != nil {
 		cfg.Cluster = b.cluster.hook

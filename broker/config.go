@@ -54,7 +54,7 @@ type Config struct {
 	AudienceAny          bool          `yaml:"audience_any"` // imb serve: accept an issuer's tokens of any audience (else an issuer needs audience)
 	Algorithms           []string      `yaml:"algorithms"`   // JWT algorithm allow-list (default ES256 ES384 RS256 PS256 EdDSA)
 	TokenTypes           []string      `yaml:"token_types"`  // accepted JWT typ headers (empty: any)
-	PoPAudience          string        `yaml:"pop_audience"` // this broker as IMB-POP proofs name it in aud (default: the first audience, else "imb")
+	PoPAudience          string        `yaml:"pop_audience"` // this broker as IMB-POP proofs name it in aud (default: any aud of the proof's token)
 	IntrospectURL        string        `yaml:"introspect_url"`
 	ClientID             string        `yaml:"client_id"`          // the broker's own OAuth2 client, for introspection
 	ClientSecret         string        `yaml:"client_secret"`      // its secret (prefer the IMB_CLIENT_SECRET environment variable)
@@ -553,16 +553,4 @@ func probe(ctx context.Context, url string) error {
 		return fmt.Errorf("introspection endpoint answers %s", resp.Status)
 	}
 	return nil
-}
-
-// popAudience is the aud IMB-POP proofs must name: pop_audience, else the first accepted token audience (the
-// client things get their tokens from), else hooks.DefaultPoPAudience.
-func (c *Config) popAudience() string {
-	switch {
-	case c.PoPAudience != "":
-		return c.PoPAudience
-	case len(c.Audience) > 0:
-		return c.Audience[0]
-	}
-	return hooks.DefaultPoPAudience
 }

@@ -363,7 +363,11 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 			h.audit.Error("session store", slog.String("client_id", cl.ID), slog.String("error", err.Error()))
 		}
 	}
-	h.metrics.connect("accepted", "ok")
+	if id.bound != "" {
+		h.metrics.connect("accepted", "bound_"+id.bound) // a sender-constrained token, its binding proven
+	} else {
+		h.metrics.connect("accepted", "ok")
+	}
 	attrs := []any{
 		slog.String("event", "connect"),
 		slog.String("thing_id", id.subject.ID),
@@ -374,6 +378,9 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	}
 	if id.fp != "" {
 		attrs = append(attrs, slog.String("token", id.fp))
+	}
+	if id.bound != "" {
+		attrs = append(attrs, slog.String("bound", id.bound))
 	}
 	if !id.expiry.IsZero() {
 		attrs = append(attrs, slog.Time("expires", id.expiry))

@@ -137,7 +137,8 @@ type Config struct {
 	// IdleLimitStates bounds the identities without a session whose limit state is
 	// kept (default DefaultIdleLimitStates).
 	IdleLimitStates int
-	// PoPAudience is this broker as IMB-POP proofs name it in aud (default DefaultPoPAudience).
+	// PoPAudience is this broker as IMB-POP proofs name it in aud. Empty: a proof names one of its token's
+	// aud values (DefaultPoPAudience for a token without aud).
 	PoPAudience string
 	// PoPTimeout bounds the wait for an IMB-POP proof after the nonce (default DefaultPoPTimeout).
 	PoPTimeout time.Duration
@@ -211,9 +212,6 @@ func New(cfg Config) (*Hook, error) {
 	}
 	if cfg.RevalidateInterval == 0 {
 		cfg.RevalidateInterval = 60 * time.Second
-	}
-	if cfg.PoPAudience == "" {
-		cfg.PoPAudience = DefaultPoPAudience
 	}
 	if cfg.PoPTimeout <= 0 {
 		cfg.PoPTimeout = DefaultPoPTimeout

@@ -27,7 +27,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		connects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "imb_connects_total",
-			Help: "CONNECT packets by result (accepted, refused) and reason.",
+			Help: "CONNECT packets by result (accepted, refused) and reason (accepted: ok, or bound_key and bound_certificate for a proven sender-constrained token).",
 		}, []string{"result", "reason"}),
 		willDenials: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "imb_will_denials_total",

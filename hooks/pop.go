@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -23,7 +24,8 @@ import (
 //  2. The broker validates the token and answers AUTH 0x18 with a fresh nonce as Authentication Data.
 //  3. The thing answers AUTH 0x18 with a compact JWS (typ PoPProofType) signed with the key the token is bound
 //     to, whose payload is {"nonce": the nonce, "client_id": the Client Identifier sent in CONNECT ("" when
-//     the broker assigns one), "aud": the broker's PoP audience}. With cnf.jkt the JWS carries its public key
+//     the broker assigns one), "aud": the broker's pop_audience, or, when the broker has none, one of the
+//     token's own aud values}. With cnf.jkt the JWS carries its public key
 //     in the jwk header; with cnf.jwk it may.
 //  4. CONNACK 0x00 (or AUTH 0x00) naming IMB-POP, or a refusal: CONNACK 0x86, DISCONNECT 0x87 on re-auth.
 //
@@ -38,7 +40,8 @@ const PoPProofType = "imb-pop+jwt"
 // DefaultPoPTimeout bounds the wait for a proof after the broker sent its nonce.
 const DefaultPoPTimeout = 10 * time.Second
 
-// DefaultPoPAudience is the broker's PoP audience when none is configured.
+// DefaultPoPAudience is what a proof names as the broker when neither the broker's configuration nor the token
+// says (a token without aud).
 const DefaultPoPAudience = "imb"
 
 // PoPClaims is the payload of an IMB-POP proof.
@@ -87,10 +90,23 @@ func (c *challenge) verify(proof []byte, audience string, now time.Time) error {
 	if pc.ClientID != c.clientID {
 		return fmt.Errorf("%w: the proof names client id %q, not this connection's", introspect.ErrProof, truncateDetail(pc.ClientID))
 	}
-	if pc.Audience != audience {
-		return fmt.Errorf("%w: the proof's aud is not this broker (%s)", introspect.ErrProof, audience)
+	if !popAudienceOK(pc.Audience, audience, c.tok) {
+		return fmt.Errorf("%w: the proof's aud %q is not this broker", introspect.ErrProof, truncateDetail(pc.Audience))
 	}
 	return nil
+}
+
+// popAudienceOK reports whether a proof's aud names this broker: its configured PoP audience, or, when none is
+// configured, an audience of the token itself (what the SDK names by default), DefaultPoPAudience for a token
+// without aud.
+func popAudienceOK(got, configured string, tok *introspect.Token) bool {
+	switch {
+	case configured != "":
+		return got == configured
+	case len(tok.Audience) == 0:
+		return got == DefaultPoPAudience
+	}
+	return got != "" && slices.Contains(tok.Audience, got)
 }
 
 // authPacket is an AUTH the hook writes.

@@ -13,6 +13,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	jose "github.com/go-jose/go-jose/v4"
 
+	"imb/broker"
 	"imb/internal/issuer"
 	"imb/sdk"
 	sdkmqtt "imb/sdk/mqtt"
@@ -323,5 +324,27 @@ limits:
 				return false
 			})
 		})
+	}
+}
+
+// TestPoPAudienceConfigured: with pop_audience set, a proof must name exactly it; the token's own aud no longer
+// does.
+func TestPoPAudienceConfigured(t *testing.T) {
+	e := newEnv(t, func(c *broker.Config) { c.PoPAudience = "mqtts://broker.example" })
+	k := newThingKey(t)
+	for _, c := range []struct {
+		aud  string
+		want int
+	}{{"mqtts://broker.example", 0}, {"imb", 0x86}, {"", 0x86}} {
+		a := popAuth(k, "aud-1")
+		a.Audience = c.aud
+		r := e.connect5("aud-1", e.boundJWT("aud-1", k), v5opts{method: "IMB-POP", auther: a, clean: true})
+		if r.code() != c.want {
+			t.Fatalf("proof aud %q: CONNACK %#x (%v), want %#x", c.aud, r.code(), r.err, c.want)
+		}
+		if c.want == 0 {
+			_ = r.c.Disconnect(&paho.Disconnect{})
+			waitFor(t, "disconnect", func() bool { return e.b.Server().Clients.Len() == 0 })
+		}
 	}
 }

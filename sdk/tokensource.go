@@ -31,7 +31,19 @@ type ThingTokenSource struct {
 
 	mu  sync.Mutex
 	tok *Token
+	key *Key // Bind: tokens are asked for bound to it
 }
+
+// Bind makes the source ask for tokens bound to k (cnf_key; see Thing.BoundAccessToken), k being a key
+// the thing registered, and returns s. The MQTT dialer then proves k (IMB-POP) on every connection.
+// Call it before first use.
+func (s *ThingTokenSource) Bind(k *Key) *ThingTokenSource {
+	s.key = k
+	return s
+}
+
+// BoundKey is the key Bind set, nil for bearer tokens.
+func (s *ThingTokenSource) BoundKey() *Key { return s.key }
 
 // TokenSource returns a token source for access tokens with scopes (none: the client's defaults).
 func (t *Thing) TokenSource(scopes ...string) *ThingTokenSource {
@@ -59,7 +71,13 @@ func (s *ThingTokenSource) Token(ctx context.Context) (*Token, error) {
 		}
 		s.thing.client.log.DebugContext(ctx, "refresh refused; requesting a new token", "err", err)
 	}
-	tok, err := s.thing.AccessToken(ctx, s.scopes...)
+	var tok *Token
+	var err error
+	if s.key != nil {
+		tok, err = s.thing.BoundAccessToken(ctx, s.key, s.scopes...)
+	} else {
+		tok, err = s.thing.AccessToken(ctx, s.scopes...)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -59,6 +59,35 @@ type Dialer struct {
 	RenewBefore time.Duration
 	// Logger receives connection events; tokens appear only as fingerprints. Nil discards.
 	Logger *slog.Logger
+	// Key is the thing's key. An MQTT 5 connection whose token is bound to it (cnf.jwk or cnf.jkt) proves
+	// the key with imb's IMB-POP method instead of sending the token as a bearer secret; that is the
+	// default whenever the token is bound. Nil: the token source's BoundKey (sdk.ThingTokenSource.Bind).
+	Key *sdk.Key
+	// PoPAudience is the broker's pop_audience, which IMB-POP proofs name (default: the token's first
+	// aud, which is the broker's default too, else "imb").
+	PoPAudience string
+}
+
+// boundKey is the key whose tokens this dialer proves: Key, else the token source's.
+func (d *Dialer) boundKey() *sdk.Key {
+	if d.Key != nil {
+		return d.Key
+	}
+	if b, ok := d.Tokens.(interface{ BoundKey() *sdk.Key }); ok {
+		return b.BoundKey()
+	}
+	return nil
+}
+
+// popAudience is what a proof names as the broker.
+func (d *Dialer) popAudience(tok *sdk.Token) string {
+	if d.PoPAudience != "" {
+		return d.PoPAudience
+	}
+	if aud := sdk.TokenAudience(tok); aud != "" {
+		return aud
+	}
+	return "imb"
 }
 
 func (d *Dialer) logger() *slog.Logger {

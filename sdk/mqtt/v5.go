@@ -29,6 +29,9 @@ type Conn5 struct {
 	endOnce sync.Once
 	done    chan struct{}
 	tokenState
+
+	method string   // the authentication method of CONNECT, and so of every re-authentication; "": password
+	pop    *PoPAuth // the IMB-POP handler when method is IMB-POP
 }
 
 // DialV5 connects to broker (tcp://, tls://, ws://, wss:// …) with MQTT 5. cfg supplies the
@@ -65,10 +68,19 @@ func (d *Dialer) DialV5(ctx context.Context, broker string, cfg paho.ClientConfi
 	}
 	cfg.Conn = conn
 	cfg.ClientID = d.ClientID
-	if d.AuthMethod != "" && cfg.AuthHandler == nil {
+	c.method = d.AuthMethod
+	if k := d.boundKey(); k != nil && tok.BoundTo(k) {
+		// A bound token is no bearer secret: the broker takes it only with a proof of the key.
+		c.method = sdk.PoPMethod
+		c.pop = NewPoPAuth(k, d.ClientID, d.popAudience(tok))
+		if cfg.AuthHandler == nil {
+			cfg.AuthHandler = c.pop
+		}
+	}
+	if c.method != "" && cfg.AuthHandler == nil {
 		// A broker that honours MQTT 5 names the method in CONNACK, and paho then
 		// calls the handler (v0.23 dereferences a nil one).
-		cfg.AuthHandler = singleStepAuth{method: d.AuthMethod}
+		cfg.AuthHandler = singleStepAuth{method: c.method}
 	}
 	if cfg.PacketTimeout == 0 {
 		cfg.PacketTimeout = d.connectTimeout()
@@ -81,8 +93,8 @@ func (d *Dialer) DialV5(ctx context.Context, broker string, cfg paho.ClientConfi
 		expiry := uint32(persistentSessionExpiry / time.Second)
 		cp.Properties.SessionExpiryInterval = &expiry
 	}
-	if d.AuthMethod != "" {
-		cp.Properties.AuthMethod, cp.Properties.AuthData = d.AuthMethod, []byte(tok.AccessToken)
+	if c.method != "" {
+		cp.Properties.AuthMethod, cp.Properties.AuthData = c.method, []byte(tok.AccessToken)
 		if d.Username != "" {
 			cp.Username, cp.UsernameFlag = d.Username, true
 		}
@@ -102,9 +114,12 @@ func (d *Dialer) DialV5(ctx context.Context, broker string, cfg paho.ClientConfi
 		_ = conn.Close()
 		return nil, fmt.Errorf("mqtt: connect %s: %w", broker, err)
 	}
-	d.logger().DebugContext(ctx, "mqtt 5 connected", "broker", broker, "token", sdk.Fingerprint(tok.AccessToken))
+	if c.pop != nil && connack.Properties != nil && connack.Properties.AssignedClientID != "" {
+		c.pop.SetClientID(connack.Properties.AssignedClientID) // re-authentication proofs name it
+	}
+	d.logger().DebugContext(ctx, "mqtt 5 connected", "broker", broker, "method", c.method, "token", sdk.Fingerprint(tok.AccessToken))
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	if d.AuthMethod != "" {
+	if c.method != "" {
 		go c.keep()
 	}
 	go c.watch()
@@ -158,14 +173,14 @@ func (c *Conn5) Reauthenticate(ctx context.Context) error {
 }
 
 func (c *Conn5) reauth(ctx context.Context, tok *sdk.Token) error {
-	if c.d.AuthMethod == "" {
+	if c.method == "" {
 		return errors.New("mqtt: re-authenticate: connected with a password; set Dialer.AuthMethod")
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.d.connectTimeout())
 	defer cancel()
 	resp, err := c.Client.Authenticate(ctx, &paho.Auth{
 		ReasonCode: CodeReAuthenticate,
-		Properties: &paho.AuthProperties{AuthMethod: c.d.AuthMethod, AuthData: []byte(tok.AccessToken)},
+		Properties: &paho.AuthProperties{AuthMethod: c.method, AuthData: []byte(tok.AccessToken)},
 	})
 	if err != nil {
 		return fmt.Errorf("mqtt: re-authenticate: %w", err)

@@ -55,8 +55,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	t := newThermostat(flags.Name, *setpoint)
+	tokens := thing.TokenSource(flags.Scopes()...)
+	if !*v311 {
+		// Tokens bound to the thermostat's registered key (cnf_key): a copied token is useless without the
+		// key, and the dialer proves it with IMB-POP. MQTT 3.1.1 has no AUTH packet to prove it in.
+		tokens.Bind(key)
+	}
 	dialer := &sdkmqtt.Dialer{
-		Tokens:     &announcing{src: thing.TokenSource(flags.Scopes()...), w: out},
+		Tokens:     &announcing{src: tokens, w: out},
+		Key:        key,
 		Username:   flags.Name,
 		ClientID:   flags.Name, // imb binds the client id to the token's thing id
 		Persistent: true,       // commands sent while the thermostat reconnects wait for it

@@ -80,6 +80,11 @@ func TestSessionOutlivesTokens(t *testing.T) {
 				t.Errorf("last reading %+v, want set-point 23", last)
 			}
 			env.CheckRenewals(t, v311)
+			// Over MQTT 5 the thermostat's tokens are bound to its key and proven with IMB-POP.
+			bound := env.Metric(t, "imb_connects_total", map[string]string{"result": "accepted", "reason": "bound_key"})
+			if want := map[bool]float64{false: 1, true: 0}[v311]; bound != want {
+				t.Errorf("%v CONNECTs with a proven key-bound token, want %v", bound, want)
+			}
 		})
 	}
 }
