@@ -51,7 +51,9 @@ func proven(cl *mqtt.Client) Proven {
 }
 
 // checkBinding holds a sender-constrained token to its binding: a key-bound token (cnf.jwk, cnf.jkt) is accepted
-// only with a proof of that key (IMB-POP, or the door's DPoP proof), never as a bearer token. A refusal is 0x86:
+// only with a proof of that key (IMB-POP, or the door's DPoP proof), never as a bearer token; a certificate-bound
+// token (cnf.x5t#S256, RFC 8705) only on a connection whose TLS client certificate has that thumbprint (the TLS
+// listener with client certificates, or the HTTPS door). A token bound both ways needs both. A refusal is 0x86:
 // without its proof the token is not a credential.
 func (h *Hook) checkBinding(cl *mqtt.Client, id *identity) *refusal {
 	if id.subject.Anonymous || id.tok == nil {
@@ -75,7 +77,27 @@ func (h *Hook) checkBinding(cl *mqtt.Client, id *identity) *refusal {
 		r.label = "bound_token_as_bearer"
 		return r
 	}
+	if cnf != nil && cnf.X5TS256 != "" {
+		if !provedCert(proven(cl), cnf) {
+			r := badToken("token is bound to a client certificate this connection did not present")
+			r.label = "certificate_mismatch"
+			return r
+		}
+		id.bound = joinBound(id.bound, boundCert)
+	}
 	return nil
+}
+
+// provedCert reports whether the connection's client certificate is the one cnf binds the token to.
+func provedCert(p Proven, cnf *introspect.Confirmation) bool {
+	return p.X5TS256 != "" && subtle.ConstantTimeCompare([]byte(p.X5TS256), []byte(cnf.X5TS256)) == 1
+}
+
+func joinBound(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "+" + b
 }
 
 // provedKey reports whether p proves the key cnf binds the token to.

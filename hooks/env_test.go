@@ -135,12 +135,17 @@ type v5opts struct {
 	will       *paho.WillMessage
 	user       string
 	auther     paho.Auther // the enhanced-authentication handler (default: one that answers nothing)
+	dial       func() (net.Conn, error) // the connection to CONNECT on (default: TCP to the broker's MQTT listener)
 }
 
 // connect5 dials the broker with MQTT 5 and sends CONNECT with the token.
 func (e *env) connect5(clientID, token string, o v5opts) *v5 {
 	e.t.Helper()
-	conn, err := net.Dial("tcp", e.addr)
+	dial := o.dial
+	if dial == nil {
+		dial = func() (net.Conn, error) { return net.Dial("tcp", e.addr) }
+	}
+	conn, err := dial()
 	if err != nil {
 		e.t.Fatal(err)
 	}

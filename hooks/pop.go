@@ -58,6 +58,7 @@ type challenge struct {
 	expires  time.Time
 	tok      *introspect.Token
 	token    string
+	bound    string // bindings already proven for tok (a certificate), kept once the key is proven
 }
 
 // newNonce is 32 random bytes, base64url: unguessable, and never the same twice.

@@ -58,7 +58,7 @@ func (h *Hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		if s.id.Load() != old || !sameIdentity(c.tok, old) {
 			return fail(packets.ErrNotAuthorized, "re-authentication as another identity")
 		}
-		h.reauthenticated(cl, s, old, c.tok, c.token, boundKey)
+		h.reauthenticated(cl, s, old, c.tok, c.token, joinBound(boundKey, c.bound))
 		return pk, nil
 	case pk.ReasonCode != packets.CodeReAuthenticate.Code:
 		return fail(packets.ErrProtocolViolation, "only re-authentication (0x19) is supported")
@@ -95,6 +95,14 @@ func (h *Hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	if h.unbounded(tok) {
 		return fail(packets.ErrNotAuthorized, reasonUnbounded)
 	}
+	certBound := tok.Confirmation != nil && tok.Confirmation.X5TS256 != ""
+	if certBound && !provedCert(proven(cl), tok.Confirmation) {
+		return fail(packets.ErrNotAuthorized, "token is bound to a client certificate this connection did not present")
+	}
+	bound := ""
+	if certBound {
+		bound = boundCert
+	}
 	keyBound := tok.Confirmation.KeyBound()
 	switch {
 	case old.authMethod == PoPAuthMethod && !keyBound:
@@ -102,13 +110,14 @@ func (h *Hook) OnAuthPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	case old.authMethod == PoPAuthMethod:
 		c := h.newChallenge(cl, tok, token)
 		c.clientID = cl.ID // after CONNACK the client knows the id, assigned or not
+		c.bound = bound
 		s.challenge.Store(c)
 		_ = cl.WritePacket(authPacket(packets.CodeContinueAuthentication.Code, []byte(c.nonce)))
 		return pk, nil
 	case keyBound:
 		return fail(packets.ErrNotAuthorized, "token is bound to a key: authenticate with "+PoPAuthMethod)
 	}
-	h.reauthenticated(cl, s, old, tok, token, "")
+	h.reauthenticated(cl, s, old, tok, token, bound)
 	return pk, nil
 }
 
@@ -119,7 +128,11 @@ func (h *Hook) reauthenticated(cl *mqtt.Client, s *session, old *identity, tok *
 	id.subject.Scopes = tok.Scopes
 	id.subject.Claims = tok.Claims
 	id.bound = bound
-	if r := h.checkRevoked(id, cl.ID); r != nil {
+	r := h.checkRevoked(id, cl.ID)
+	if r == nil {
+		r = requireBound(h.policy.Load(), id)
+	}
+	if r != nil {
 		h.endSession(s, packets.Code{Code: packets.ErrNotAuthorized.Code, Reason: r.reason}, "reauth_failed", "reauth_refused",
 			"re-authentication refused", r.reason)
 		return
