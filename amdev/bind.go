@@ -3,6 +3,7 @@ package amdev
 import (
 	"bytes"
 	"crypto"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"strings"
@@ -12,16 +13,45 @@ import (
 
 // Values of IoTService.BindThingTokens.
 const (
-	BindNone = ""    // bearer tokens, unless the request asks (cnf_key)
-	BindKey  = "key" // every thing token carries cnf.jwk: the key the thing registered
+	BindNone        = ""            // bearer tokens, unless the request asks (cnf_key)
+	BindKey         = "key"         // every thing token carries cnf.jwk: the key the thing registered
+	BindCertificate = "certificate" // tokens of things that registered with a certificate carry cnf.x5t#S256 (RFC 8705)
 )
+
+// attrCertThumbprint holds the SHA-256 thumbprint (base64url) of the certificate a thing registered with (PoP &
+// certificate); not in the attribute allow-list, so things do not read it.
+const attrCertThumbprint = "thingCertificateS256"
+
+// registeredCertThumbprint is the x5t#S256 of the leaf of cnf.jwk's x5c in verified registration claims, "".
+func registeredCertThumbprint(claims map[string]any) string {
+	cnf, _ := claims["cnf"].(map[string]any)
+	jwk, _ := cnf["jwk"].(map[string]any)
+	x5c, _ := jwk["x5c"].([]any)
+	if len(x5c) == 0 {
+		return ""
+	}
+	leaf, _ := x5c[0].(string)
+	der, err := base64.StdEncoding.DecodeString(leaf)
+	if err != nil || len(der) == 0 {
+		return ""
+	}
+	sum := sha256.Sum256(der)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
 
 // tokenBinding is the cnf of a thing's access token (RFC 7800), or nil for a bearer token. The request binds it
 // with AM's cnf_key parameter (the base64url JWK of the key, which must be one the thing registered); without one
-// the realm's bindThingTokens setting may bind it to the thing's registered key. A thing with several keys is
-// bound to its first, unless cnf_key chooses.
+// the realm's bindThingTokens setting may bind it to the thing's registered key ("key"; a thing with several keys
+// to its first) or to the certificate it registered with ("certificate": cnf.x5t#S256, RFC 8705).
 func (s *Server) tokenBinding(ident *identity, cnfKey string) (map[string]any, error) {
-	if cnfKey == "" && s.iotService(ident.Realm).BindThingTokens != BindKey {
+	mode := s.iotService(ident.Realm).BindThingTokens
+	if cnfKey == "" && mode == BindCertificate {
+		if x5t := ident.attr(attrCertThumbprint); x5t != "" {
+			return map[string]any{"x5t#S256": x5t}, nil
+		}
+		return nil, nil // registered without a certificate: nothing to bind to
+	}
+	if cnfKey == "" && mode != BindKey {
 		return nil, nil
 	}
 	set, err := ident.keys()

@@ -1,9 +1,11 @@
 package amdev
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 )
@@ -70,6 +72,39 @@ func TestBoundThingTokens(t *testing.T) {
 			t.Fatalf("token: %d %v", status, tok)
 		}
 		boundTo(t, decodeJWT(t, tok["access_token"].(string)), th)
+	})
+	t.Run("realm binds to the registered certificate", func(t *testing.T) {
+		e := startEnv(t, func(st *Settings) { st.IoT.BindThingTokens = BindCertificate })
+		th := newThing(t, "cert-bound", jose.ES256)
+		th.cert = e.ca.issue(t, th.id, th.key.Public(), time.Now().Add(time.Hour))
+		status, body := e.login("auth-reg-tree", "/", regFill(t, th, "", nil))
+		if status != 200 {
+			t.Fatalf("register with certificate: %d %v", status, body)
+		}
+		p := &popSession{e: e, th: th, token: body["tokenId"].(string)}
+		status, tok := p.do("POST", accessTokenPath, map[string]any{"scope": []string{"publish"}}, true)
+		if status != 200 {
+			t.Fatalf("token: %d %v", status, tok)
+		}
+		sum := sha256.Sum256(th.cert.Raw)
+		want := base64.RawURLEncoding.EncodeToString(sum[:])
+		for what, claims := range map[string]map[string]any{"token": decodeJWT(t, tok["access_token"].(string))} {
+			cnf, _ := claims["cnf"].(map[string]any)
+			if cnf["x5t#S256"] != want {
+				t.Fatalf("%s cnf %v, want x5t#S256 %s", what, claims["cnf"], want)
+			}
+		}
+		_, in := p.do("POST", introspectPath, map[string]any{"token": tok["access_token"]}, true)
+		if cnf, _ := in["cnf"].(map[string]any); cnf["x5t#S256"] != want {
+			t.Fatalf("introspection cnf %v", in["cnf"])
+		}
+		// A thing registered without a certificate gets bearer tokens under this setting.
+		plain := newThing(t, "no-cert", jose.ES256)
+		q := loggedIn(t, e, plain, "auth-tree", nil)
+		_, ptok := q.do("POST", accessTokenPath, map[string]any{"scope": []string{"publish"}}, true)
+		if c := decodeJWT(t, ptok["access_token"].(string)); c["cnf"] != nil {
+			t.Fatalf("token of a thing without certificate is bound: %v", c["cnf"])
+		}
 	})
 	t.Run("realm setting checked", func(t *testing.T) {
 		st := DefaultSettings()

@@ -214,9 +214,9 @@ func (s *Settings) validate() error {
 		return invalid(fmt.Sprintf("client %q is not defined under clients", s.IoT.OAuthClientName), "iotService", "oauthClientName")
 	}
 	switch s.IoT.BindThingTokens {
-	case BindNone, BindKey:
+	case BindNone, BindKey, BindCertificate:
 	default:
-		return invalid(`bindThingTokens must be "" or "key"`, "iotService", "bindThingTokens")
+		return invalid(`bindThingTokens must be "", "key" or "certificate"`, "iotService", "bindThingTokens")
 	}
 	switch s.OAuth2.TokenFormat {
 	case "jwt", "opaque":

@@ -292,6 +292,12 @@ func (s *Server) storeRegistration(realm, id string, node *RegisterNode, thingKe
 	if ident.attr("thingType") == "" {
 		ident.setAttr("thingType", "device")
 	}
+	if node.Method == MethodPoPWithCertificate {
+		// The certificate the registration proved, for certificate-bound tokens (bindThingTokens: certificate).
+		if x5t := registeredCertThumbprint(claims); x5t != "" {
+			ident.setAttr(attrCertThumbprint, x5t)
+		}
+	}
 	if !trusted && slices.Contains(s.iotService(ident.Realm).RestrictedThingTypes, claimedType) {
 		return errorf(http.StatusUnauthorized, "Login failure: thingType %s needs a trusted registration (certificate, software statement or administrator)", quote(claimedType)).
 			with(fmt.Errorf("register %s: thingType %s claimed without trust", id, claimedType))

@@ -120,8 +120,9 @@ type IoTService struct {
 	// [gateway]: the default policy grants gateways other things' topics.
 	RestrictedThingTypes []string `yaml:"restrictedThingTypes"`
 	// BindThingTokens binds every access token a thing of the realm obtains to the key it registered
-	// ("key": cnf.jwk, RFC 7800), so that a copied token is useless without the key; "" binds only when the
-	// request asks with cnf_key.
+	// ("key": cnf.jwk, RFC 7800) or, for a thing that registered with a certificate, to that certificate
+	// ("certificate": cnf.x5t#S256, RFC 8705), so that a copied token is useless without the key or the
+	// certificate; "" binds only when the request asks with cnf_key.
 	BindThingTokens string `yaml:"bindThingTokens"`
 }
 

@@ -134,7 +134,7 @@ type v5opts struct {
 	expiry     uint32
 	will       *paho.WillMessage
 	user       string
-	auther     paho.Auther // the enhanced-authentication handler (default: one that answers nothing)
+	auther     paho.Auther              // the enhanced-authentication handler (default: one that answers nothing)
 	dial       func() (net.Conn, error) // the connection to CONNECT on (default: TCP to the broker's MQTT listener)
 }
 
