@@ -1,15 +1,22 @@
 package attack
 
 import (
+	"context"
 	"crypto"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
+	"net"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	jose "github.com/go-jose/go-jose/v4"
 
+	"imb/broker"
+	"imb/internal/testpki"
 	"imb/sdk"
 	sdkmqtt "imb/sdk/mqtt"
 )
@@ -121,4 +128,74 @@ func TestCopiedBoundToken(t *testing.T) {
 			waitDisconnected(e.b)
 		}
 	})
+}
+
+// TestCopiedCertificateBoundToken: a token bound to a thing's TLS client certificate (cnf.x5t#S256, RFC 8705) is
+// refused on a connection with another certificate of the same CA, on the plain listener, in a re-authentication
+// of another thing's TLS connection, and under IMB-POP with a key the attacker holds.
+func TestCopiedCertificateBoundToken(t *testing.T) {
+	p := newIDP(t)
+	pki := testpki.New(t)
+	e := newEnv(t, p, anyClientID, func(c *broker.Config) {
+		c.TLSAddr = "127.0.0.1:0"
+		c.TLSCert, c.TLSKey, c.TLSClientCA = pki.CertFile, pki.KeyFile, pki.CAFile
+	})
+	victim, attacker := pki.Client(t, "victim"), pki.Client(t, "attacker")
+	stolen := p.tokenWith("victim", func(c map[string]any) { c["cnf"] = map[string]any{"x5t#S256": testpki.Thumbprint(victim)} })
+	dialTLS := func(cert tls.Certificate) net.Conn {
+		conn, err := tls.Dial("tcp", e.b.Addr("tls"), pki.ClientConfig(cert))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return conn
+	}
+	connect := func(conn net.Conn, clientID, token string, method string) *paho.Connack {
+		c := paho.NewClient(paho.ClientConfig{ClientID: clientID, Conn: packets.NewThreadSafeConn(conn), AuthHandler: passAuth{}})
+		cp := &paho.Connect{ClientID: clientID, KeepAlive: 30, CleanStart: true, Properties: &paho.ConnectProperties{}}
+		if method != "" {
+			cp.Properties.AuthMethod, cp.Properties.AuthData = method, []byte(token)
+		} else {
+			cp.Password, cp.PasswordFlag = []byte(token), true
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ack, _ := c.Connect(ctx, cp)
+		t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}); _ = conn.Close() })
+		if ack == nil {
+			t.Fatal("no CONNACK")
+		}
+		return ack
+	}
+
+	if ack := connect(dialTLS(victim), "victim-own", stolen, ""); ack.ReasonCode != 0 {
+		t.Fatalf("the victim with its certificate: %#x", ack.ReasonCode)
+	}
+	if ack := connect(dialTLS(attacker), "victim-copy", stolen, ""); ack.ReasonCode != 0x86 {
+		t.Fatalf("another certificate of the same CA: %#x, want 0x86", ack.ReasonCode)
+	}
+	if r := e.connect5("victim-plain", stolen, opts5{clean: true}); r.code() != 0x86 {
+		t.Fatalf("plain listener: %#x, want 0x86", r.code())
+	}
+	if ack := connect(dialTLS(attacker), "victim-pop", stolen, sdk.PoPMethod); ack.ReasonCode != 0x86 {
+		t.Fatalf("under IMB-POP without cnf key: %#x, want 0x86", ack.ReasonCode)
+	}
+
+	// The attacker's own session on its certificate, then re-authentication with the victim's token.
+	conn := dialTLS(attacker)
+	c := paho.NewClient(paho.ClientConfig{ClientID: "victim-reauth", Conn: packets.NewThreadSafeConn(conn), AuthHandler: passAuth{},
+		OnClientError: func(error) {}, OnServerDisconnect: func(*paho.Disconnect) {}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	own := p.token("victim", "publish")
+	if ack, err := c.Connect(ctx, &paho.Connect{ClientID: "victim-reauth", KeepAlive: 30, CleanStart: true,
+		Properties: &paho.ConnectProperties{AuthMethod: "OAUTH2-JWT", AuthData: []byte(own)}}); err != nil || ack.ReasonCode != 0 {
+		t.Fatalf("attacker's session: %v", err)
+	}
+	resp, err := c.Authenticate(ctx, &paho.Auth{ReasonCode: 0x19, Properties: &paho.AuthProperties{AuthMethod: "OAUTH2-JWT", AuthData: []byte(stolen)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Success || resp.ReasonCode != 0x87 {
+		t.Fatalf("re-auth with the copied token on another certificate: success=%v %#x, want DISCONNECT 0x87", resp.Success, resp.ReasonCode)
+	}
 }
