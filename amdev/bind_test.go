@@ -114,3 +114,18 @@ func TestBoundThingTokens(t *testing.T) {
 		}
 	})
 }
+
+// FuzzParseCnfKey: a cnf_key from a thing's request never panics, and what is accepted is a valid public key.
+func FuzzParseCnfKey(f *testing.F) {
+	th := newThing(f, "fuzz", jose.ES256)
+	raw, _ := json.Marshal(th.publicJWK())
+	f.Add(base64.RawURLEncoding.EncodeToString(raw))
+	f.Add(base64.URLEncoding.EncodeToString(raw))
+	f.Add("e30")
+	f.Fuzz(func(t *testing.T, v string) {
+		k, err := parseCnfKey(v)
+		if err == nil && (!k.Valid() || !k.IsPublic()) {
+			t.Fatalf("accepted %q: not a valid public key", v)
+		}
+	})
+}
