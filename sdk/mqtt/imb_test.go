@@ -22,21 +22,7 @@ import (
 // TestDialV5AgainstImb connects through the real imb broker, which names the
 // authentication method in CONNACK as MQTT 5 requires, and re-authenticates.
 func TestDialV5AgainstImb(t *testing.T) {
-	iss, err := issuer.Start(issuer.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer iss.Close()
-	policy := filepath.Join(t.TempDir(), "topics.yaml")
-	if err := os.WriteFile(policy, []byte("version: 1\nrules:\n  - effect: allow\n    actions: [publish, subscribe]\n    topics: [\"things/{sub}/#\"]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b, err := imb.Start(context.Background(), imb.Config{MQTTAddr: "127.0.0.1:0", PolicyFile: policy,
-		Issuer: iss.URL(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	iss, b := startImb(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -58,21 +44,7 @@ func TestDialV5AgainstImb(t *testing.T) {
 // TestDialV5BoundToken: a token bound to the dialer's key (cnf.jwk) connects with IMB-POP by default, renews in
 // the session with a fresh proof, and is refused when dialed without the key.
 func TestDialV5BoundToken(t *testing.T) {
-	iss, err := issuer.Start(issuer.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer iss.Close()
-	policy := filepath.Join(t.TempDir(), "topics.yaml")
-	if err := os.WriteFile(policy, []byte("version: 1\nrules:\n  - effect: allow\n    actions: [publish, subscribe]\n    topics: [\"things/{sub}/#\"]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b, err := imb.Start(context.Background(), imb.Config{MQTTAddr: "127.0.0.1:0", PolicyFile: policy,
-		Issuer: iss.URL(), Audience: []string{"things-client"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	iss, b := startImb(t, "things-client")
 	key, err := sdk.GenerateKey(sdk.ES256)
 	if err != nil {
 		t.Fatal(err)
@@ -111,4 +83,26 @@ func TestDialV5BoundToken(t *testing.T) {
 			t.Fatalf("bound token without its key (method %q): %v, want ErrBadToken", d.AuthMethod, err)
 		}
 	}
+}
+
+// startImb runs a real issuer and an imb broker that trusts it (accepting the audience given, if any), with a policy
+// that lets a thing use its own topics.
+func startImb(t *testing.T, audience ...string) (*issuer.Issuer, *imb.Broker) {
+	t.Helper()
+	iss, err := issuer.Start(issuer.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = iss.Close() })
+	policy := filepath.Join(t.TempDir(), "topics.yaml")
+	if err := os.WriteFile(policy, []byte("version: 1\nrules:\n  - effect: allow\n    actions: [publish, subscribe]\n    topics: [\"things/{sub}/#\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := imb.Start(context.Background(), imb.Config{MQTTAddr: "127.0.0.1:0", PolicyFile: policy,
+		Issuer: iss.URL(), Audience: audience, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return iss, b
 }
