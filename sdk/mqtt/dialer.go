@@ -8,6 +8,9 @@
 // with an MQTT 5 AUTH packet (reason 0x19) or, on MQTT 3.1.1, reconnects with it. MQTT forbids AUTH
 // after a CONNECT without an authentication method, so an MQTT 5 connection made with a password is
 // not renewed: the broker ends it at expiry (Err matches ErrMaxConnectTime) and the caller dials again.
+// A token bound to the thing's key (cnf.jwk or cnf.jkt; Dialer.Key, sdk.ThingTokenSource.Bind) is no
+// bearer secret: with MQTT 5 the dialer then uses imb's method "IMB-POP" by default, answering the
+// broker's nonce with a proof signed by the key at CONNECT and at every re-authentication (PoPAuth).
 // Refusals surface as *ReasonError values that match ErrBadToken, ErrNotAuthorized,
 // ErrServerUnavailable, ErrBadAuthMethod and ErrMaxConnectTime.
 package mqtt
