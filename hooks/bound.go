@@ -93,9 +93,13 @@ func provedCert(p Proven, cnf *introspect.Confirmation) bool {
 	return p.X5TS256 != "" && subtle.ConstantTimeCompare([]byte(p.X5TS256), []byte(cnf.X5TS256)) == 1
 }
 
+// joinBound joins what two proofs established ("key+certificate").
 func joinBound(a, b string) string {
-	if a == "" {
+	switch {
+	case a == "":
 		return b
+	case b == "":
+		return a
 	}
 	return a + "+" + b
 }
