@@ -15,11 +15,12 @@ import (
 const (
 	BindNone        = ""            // bearer tokens, unless the request asks (cnf_key)
 	BindKey         = "key"         // every thing token carries cnf.jwk: the key the thing registered
-	BindCertificate = "certificate" // tokens of things that registered with a certificate carry cnf.x5t#S256 (RFC 8705)
+	BindCertificate = "certificate" // tokens of things that registered or authenticated with a certificate carry cnf.x5t#S256 (RFC 8705)
 )
 
 // attrCertThumbprint holds the SHA-256 thumbprint (base64url) of the certificate a thing registered with (PoP &
-// certificate); not in the attribute allow-list, so things do not read it.
+// certificate) or last authenticated with (a PoP JWT whose cnf.jwk carries x5c); not in the attribute allow-list,
+// so things do not read it.
 const attrCertThumbprint = "thingCertificateS256"
 
 // registeredCertThumbprint is the x5t#S256 of the leaf of cnf.jwk's x5c in verified registration claims, "".
@@ -112,4 +113,33 @@ func publicJWKClaim(k jose.JSONWebKey) map[string]any {
 		return nil
 	}
 	return m
+}
+
+// rememberAuthCertificate records the certificate a thing authenticated with, for certificate-bound tokens: a PoP
+// JWT (verified by the registered key) whose cnf.jwk carries x5c, whose leaf holds that same key and chains to a
+// configured CA. Anything else is ignored: the certificate is optional in authentication.
+func (s *Server) rememberAuthCertificate(ident *identity, key jose.JSONWebKey, claims map[string]any) error {
+	cnf, _ := claims["cnf"].(map[string]any)
+	raw, ok := cnf["jwk"]
+	if !ok {
+		return nil
+	}
+	data, err := json.Marshal(raw)
+	if err != nil {
+		return nil
+	}
+	var k jose.JSONWebKey // go-jose checks that the x5c leaf holds the JWK's key
+	if k.UnmarshalJSON(data) != nil || len(k.Certificates) == 0 || !sameKey(k, key) {
+		return nil
+	}
+	if s.verifyCertificateChain(k.Certificates, ident.ID, false) != nil {
+		return nil
+	}
+	sum := sha256.Sum256(k.Certificates[0].Raw)
+	x5t := base64.RawURLEncoding.EncodeToString(sum[:])
+	if ident.attr(attrCertThumbprint) == x5t {
+		return nil
+	}
+	ident.setAttr(attrCertThumbprint, x5t)
+	return s.putIdentity(ident)
 }

@@ -2,6 +2,7 @@ package amdev
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"testing"
@@ -104,6 +105,48 @@ func TestBoundThingTokens(t *testing.T) {
 		_, ptok := q.do("POST", accessTokenPath, map[string]any{"scope": []string{"publish"}}, true)
 		if c := decodeJWT(t, ptok["access_token"].(string)); c["cnf"] != nil {
 			t.Fatalf("token of a thing without certificate is bound: %v", c["cnf"])
+		}
+	})
+	t.Run("realm binds to the certificate of authentication", func(t *testing.T) {
+		e := startEnv(t, func(st *Settings) { st.IoT.BindThingTokens = BindCertificate })
+		th := newThing(t, "cert-auth", jose.ES256)
+		e.registerManually(th, nil)
+		th.cert = e.ca.issue(t, th.id, th.key.Public(), time.Now().Add(time.Hour))
+		withCert := func(k jose.JSONWebKey) func(string, string) (string, bool) {
+			raw, _ := json.Marshal(k)
+			var jwk map[string]any
+			_ = json.Unmarshal(raw, &jwk)
+			return func(id, challenge string) (string, bool) {
+				if id != cbPoPAuthentication {
+					return "", false
+				}
+				return th.popJWT(t, "/", challenge, map[string]any{"cnf": map[string]any{"kid": th.kid, "jwk": jwk}}), true
+			}
+		}
+		token := func(fill func(string, string) (string, bool)) map[string]any {
+			t.Helper()
+			status, body := e.login("auth-tree", "/", fill)
+			if status != 200 {
+				t.Fatalf("login: %d %v", status, body)
+			}
+			p := &popSession{e: e, th: th, token: body["tokenId"].(string)}
+			status, tok := p.do("POST", accessTokenPath, map[string]any{"scope": []string{"publish"}}, true)
+			if status != 200 {
+				t.Fatalf("token: %d %v", status, tok)
+			}
+			return decodeJWT(t, tok["access_token"].(string))
+		}
+		// A certificate of another CA proves nothing: bearer token.
+		rogue := newTestCA(t)
+		fake := th.publicJWK()
+		fake.Certificates = []*x509.Certificate{rogue.issue(t, th.id, th.key.Public(), time.Now().Add(time.Hour))}
+		if c := token(withCert(fake)); c["cnf"] != nil {
+			t.Fatalf("certificate of an untrusted CA bound the token: %v", c["cnf"])
+		}
+		c := token(withCert(th.publicJWK()))
+		sum := sha256.Sum256(th.cert.Raw)
+		if cnf, _ := c["cnf"].(map[string]any); cnf["x5t#S256"] != base64.RawURLEncoding.EncodeToString(sum[:]) {
+			t.Fatalf("cnf %v, want the authentication certificate's x5t#S256", c["cnf"])
 		}
 	})
 	t.Run("realm setting checked", func(t *testing.T) {

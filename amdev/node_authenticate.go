@@ -76,6 +76,9 @@ func (s *Server) authenticateThing(r *http.Request, st *authState, tree *Tree, r
 			return nil, errLoginFailure().with(fmt.Errorf("authenticate %s: claim %s does not match", id, name))
 		}
 	}
+	if err := s.rememberAuthCertificate(ident, key, claims); err != nil {
+		return nil, err
+	}
 	return &authResult{id: ident.ID, key: &key}, nil
 }
 
