@@ -20,6 +20,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
 
 	"imb/sdk"
@@ -64,22 +65,39 @@ type Dialer struct {
 	Logger *slog.Logger
 	// Key is the thing's key. An MQTT 5 connection whose token is bound to it (cnf.jwk or cnf.jkt) proves
 	// the key with imb's IMB-POP method instead of sending the token as a bearer secret; that is the
-	// default whenever the token is bound. Nil: the token source's BoundKey (sdk.ThingTokenSource.Bind).
+	// default whenever the token is bound. Nil: the token source's BoundKey (sdk.ThingTokenSource.Bind),
+	// whose opaque tokens (their cnf unreadable here) are proven too, since the source asked for them bound.
 	Key *sdk.Key
 	// PoPAudience is the broker's pop_audience, which IMB-POP proofs name (default: the token's first
 	// aud, which is the broker's default too, else "imb").
 	PoPAudience string
 }
 
-// boundKey is the key whose tokens this dialer proves: Key, else the token source's.
-func (d *Dialer) boundKey() *sdk.Key {
-	if d.Key != nil {
-		return d.Key
-	}
+// boundKey is the key whose tokens this dialer proves: Key, else the token source's. asked says the token
+// source asked for tokens bound to it (sdk.ThingTokenSource.Bind), so that an opaque token, whose cnf the SDK
+// cannot read, is proven too.
+func (d *Dialer) boundKey() (k *sdk.Key, asked bool) {
+	var bound *sdk.Key
 	if b, ok := d.Tokens.(interface{ BoundKey() *sdk.Key }); ok {
-		return b.BoundKey()
+		bound = b.BoundKey()
 	}
-	return nil
+	k = d.Key
+	if k == nil {
+		k = bound
+	}
+	return k, k != nil && k == bound
+}
+
+// provesKey reports whether tok is to be proven with k: a JWT bound to k, or an opaque token the source asked to
+// have bound to it.
+func provesKey(tok *sdk.Token, k *sdk.Key, asked bool) bool {
+	if k == nil {
+		return false
+	}
+	if strings.Count(tok.AccessToken, ".") != 2 {
+		return asked
+	}
+	return tok.BoundTo(k)
 }
 
 // popAudience is what a proof names as the broker.

@@ -69,7 +69,7 @@ func (d *Dialer) DialV5(ctx context.Context, broker string, cfg paho.ClientConfi
 	cfg.Conn = conn
 	cfg.ClientID = d.ClientID
 	c.method = d.AuthMethod
-	if k := d.boundKey(); k != nil && tok.BoundTo(k) {
+	if k, asked := d.boundKey(); provesKey(tok, k, asked) {
 		// A bound token is no bearer secret: the broker takes it only with a proof of the key.
 		c.method = sdk.PoPMethod
 		c.pop = NewPoPAuth(k, d.ClientID, d.popAudience(tok))
