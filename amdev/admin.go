@@ -129,7 +129,7 @@ func providerDoc(p OAuth2Provider) map[string]any {
 		},
 		"advancedOAuth2Config": map[string]any{
 			"tokenSigningAlgorithm":  p.SigningAlgorithm,
-			"tokenEncryptionEnabled": false,
+			"tokenEncryptionEnabled": p.TokenEncryption,
 		},
 		"deviceCodeConfig": map[string]any{
 			"deviceCodeLifetime": secs(p.DeviceCodeLifetime),
@@ -142,7 +142,7 @@ func providerDoc(p OAuth2Provider) map[string]any {
 
 // applyProviderDoc returns cur changed by the attributes of an oauth-oidc
 // body that amdev honours. A value amdev cannot honour (another signing
-// algorithm, encrypted tokens, a lifetime that is not a positive number of
+// algorithm, a lifetime that is not a positive number of
 // seconds) is refused with 400 naming the attribute, and nothing changes.
 // Attributes amdev does not model (AM's OIDC, consent, plugin settings…) are
 // accepted so that a document read from AM can be written back, and have no
@@ -216,12 +216,8 @@ func applyProviderDoc(cur OAuth2Provider, body map[string]any) (OAuth2Provider, 
 		}
 		next.SigningAlgorithm = alg
 	}
-	encrypt := false
-	if err := boolean(adv, "advancedOAuth2Config", "tokenEncryptionEnabled", &encrypt); err != nil {
+	if err := boolean(adv, "advancedOAuth2Config", "tokenEncryptionEnabled", &next.TokenEncryption); err != nil {
 		return cur, err
-	}
-	if encrypt {
-		return cur, errBadRequest("advancedOAuth2Config.tokenEncryptionEnabled true is not supported: amdev does not encrypt tokens")
 	}
 	dev, err := section("deviceCodeConfig")
 	if err != nil {

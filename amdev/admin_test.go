@@ -97,7 +97,7 @@ func TestOAuthProviderAdminREST(t *testing.T) {
 	// What amdev cannot honour is refused, naming the attribute, and nothing changes.
 	for _, bad := range []struct{ body, msg string }{
 		{`{"advancedOAuth2Config": {"tokenSigningAlgorithm": "PS512"}}`, "tokenSigningAlgorithm PS512 is not supported"},
-		{`{"advancedOAuth2Config": {"tokenEncryptionEnabled": true}}`, "tokenEncryptionEnabled true is not supported"},
+		{`{"advancedOAuth2Config": {"tokenEncryptionEnabled": "on"}}`, "tokenEncryptionEnabled must be true or false"},
 		{`{"coreOAuth2Config": {"accessTokenLifetime": "soon"}}`, "accessTokenLifetime must be a whole number of seconds"},
 		{`{"coreOAuth2Config": {"accessTokenLifetime": 0}}`, "accessTokenLifetime must be a whole number of seconds"},
 		{`{"coreOAuth2Config": {"statelessTokensEnabled": "yes"}}`, "statelessTokensEnabled must be true or false"},
