@@ -28,7 +28,7 @@ func (s *Server) provider(realm string) OAuth2Provider {
 // message of those it does not.
 const servedAdminREST = "global-config/realms, realm-config/services/oauth-oidc and iot, realm-config/agents/OAuth2Client " +
 	"and SoftwarePublisher, realm-config/authentication/authenticationtrees (trees, nodes), /json/scripts (it runs none) " +
-	"and the " + secretCertVerification + " secret mapping"
+	"and the secret mappings of the default keystore (token signing and encryption keys, " + secretCertVerification + ")"
 
 // errNotServed answers the parts of AM's admin REST amdev does not implement:
 // 501 and a message, so automation stops with a reason instead of a bare 404.

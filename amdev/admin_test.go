@@ -136,7 +136,7 @@ func TestAdminRESTNotServed(t *testing.T) {
 		"/json/realms/root/realm-config/authentication/authenticationtrees/nodes",
 		"/json/realm-config/agents/J2EEAgent/web-agent?realm=/",
 		"/json/realms/root/realm-config/services/policyconfiguration",
-		"/json/global-config/secrets/stores/KeyStoreSecretStore/default-keystore/mappings/am.services.oauth2.stateless.signing.ES256",
+		"/json/global-config/secrets/stores/KeyStoreSecretStore/default-keystore/mappings/am.services.oauth2.oidc.signing.RSA",
 	} {
 		status, body := e.call("GET", e.srv.URL()+path, map[string]string{"iPlanetDirectoryPro": e.adminToken()}, "")
 		if msg, _ := body["message"].(string); status != 501 || !strings.Contains(msg, "amdev does not serve") {

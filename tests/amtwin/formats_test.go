@@ -7,23 +7,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
-
-	"imb/amdev"
-	"imb/broker"
-	"imb/sdk"
 )
 
 func testContext(t *testing.T) context.Context {
@@ -111,47 +105,8 @@ func connect(t *testing.T, addr, clientID, token string) byte {
 // the introspection requests show.
 func TestEachTokenFormatThroughTheBroker(t *testing.T) {
 	const thing = "format-thing"
-	st := amdev.DefaultSettings()
-	key, err := sdk.GenerateKey(sdk.ES256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks, err := key.PublicJWKS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Things[thing] = &amdev.Thing{Realm: "/", ThingType: "device", ThingKeys: jwks}
-	am, err := amdev.Start(testContext(t), amdev.Config{Listen: "127.0.0.1:0", InMemory: true, Settings: &st,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = am.Close() })
-	introspect, introspections := countingProxy(t, am.IntrospectionURL())
-
-	bc, _ := am.BrokerClient()
-	cfg := broker.Defaults()
-	cfg.MQTTAddr, cfg.WSAddr, cfg.AdminAddr, cfg.HTTPAddr = "127.0.0.1:0", "", "", ""
-	cfg.PolicyFile = filepath.Join("..", "..", "topics.yaml")
-	cfg.Issuer = am.Issuer()
-	cfg.Audience = []string{amdev.DefaultClientID}
-	cfg.IntrospectURL = introspect.URL
-	cfg.ClientID, cfg.ClientSecret = bc.ID, bc.Secret
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	ctx, cancel := context.WithCancel(context.Background())
-	b, err := broker.Start(ctx, cfg)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = b.Close() })
-
-	status, login := call(t, "POST", am.URL()+"/json/authenticate", map[string]string{"X-OpenAM-Username": "amAdmin",
-		"X-OpenAM-Password": "changeit", "Accept-API-Version": "resource=2.0, protocol=1.0"}, "")
-	if status != 200 {
-		t.Fatalf("amAdmin login: %d %v", status, login)
-	}
-	admin := login["tokenId"].(string)
+	tw := startTwin(t, thing, nil)
+	am, b, admin, introspections := tw.am, tw.broker, tw.admin, tw.introspections
 	for _, tc := range []struct {
 		name       string
 		stateless  bool
