@@ -42,7 +42,6 @@ func TestOAuthProviderAdminREST(t *testing.T) {
 		}
 		return tok
 	}
-	isJWT := func(tok map[string]any) bool { return strings.Count(tok["access_token"].(string), ".") == 2 }
 	section := func(doc map[string]any, name string) map[string]any { return doc[name].(map[string]any) }
 
 	// Only amAdmin reads it.

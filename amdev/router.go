@@ -22,7 +22,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	var err error
 	switch segs[0] {
 	case "json":
-		err = s.routeJSON(w, r, segs[1:])
+		if err = s.routeJSON(w, r, segs[1:]); err == nil && isAdminWrite(r, segs[1:]) {
+			s.saveAdminState()
+		}
 	case "oauth2":
 		err = s.routeOAuth2(w, r, segs[1:])
 	default:

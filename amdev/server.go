@@ -129,6 +129,9 @@ func (s *Server) init(ctx context.Context, cfg Config) error {
 	if err := s.loadKeyring(); err != nil {
 		return fmt.Errorf("amdev: %w", err)
 	}
+	if err := s.loadAdminState(); err != nil {
+		return fmt.Errorf("amdev: %w", err)
+	}
 	if err := s.seed(); err != nil {
 		return fmt.Errorf("amdev: %w", err)
 	}

@@ -1,6 +1,7 @@
 package amdev
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -283,6 +284,9 @@ func (s *Server) accessRecord(payload []byte) (*tokenRecord, error) {
 }
 
 func (s *Server) checkNotRevoked(rec *tokenRecord) error {
+	if ended, err := s.realmEndedAfter(rec); err != nil || ended {
+		return cmp.Or(err, errInactive)
+	}
 	var v bool
 	now := s.now()
 	for _, k := range []string{"jti:" + rec.JTI, "grant:" + rec.Grant.AuthGrantID} {
