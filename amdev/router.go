@@ -83,6 +83,8 @@ func (s *Server) routeJSON(w http.ResponseWriter, r *http.Request, segs []string
 		return s.handleJourneys(w, r, realm, pathRealm, segs[3:])
 	case !pathRealm && len(segs) >= 6 && len(segs) <= 7 && strings.Join(segs[:3], "/") == "global-config/secrets/stores" && segs[5] == "mappings":
 		return s.handleSecretMappings(w, r, segs[3], segs[4], strings.Join(segs[6:], ""))
+	case !pathRealm && len(segs) >= 2 && segs[0] == "global-config" && segs[1] == "servers":
+		return s.handleServers(w, r, segs[2:])
 	case segs[0] == "realm-config" || segs[0] == "global-config" || segs[0] == "scripts":
 		return errNotServed(r)
 	case segs[0] == "users" && len(segs) <= 2:
