@@ -17,7 +17,7 @@ const agentTypeOAuth2Client = "OAuth2Client"
 // update (PUT; If-None-Match: * only creates, If-Match only updates), and
 // delete. A change takes effect at once for that realm's next client
 // authentication; a configured client changed or deleted in one realm is
-// unchanged in the others. Changes live in memory until amdev stops.
+// unchanged in the others. Changes are kept in the store (admin_state.go).
 func (s *Server) handleOAuth2Clients(w http.ResponseWriter, r *http.Request, realm string, pathRealm bool, id string) error {
 	if err := checkResource(r, "1"); err != nil {
 		return err

@@ -34,8 +34,8 @@ func (s *Server) requireAdmin(r *http.Request) *httpError {
 
 // handleRealms serves AM's global-config/realms collection for amAdmin:
 // query (_queryFilter=true), read, create (_action=create), update, delete,
-// and the template and schema actions. Realms created here live in memory
-// until amdev stops, like the rest of the admin REST's changes.
+// and the template and schema actions. Like the rest of the admin REST's
+// changes, the realm table is kept in the store (see admin_state.go).
 func (s *Server) handleRealms(w http.ResponseWriter, r *http.Request, id string) error {
 	if err := checkResource(r, "1"); err != nil {
 		return err
