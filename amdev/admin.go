@@ -16,12 +16,7 @@ const oauthProviderService = "oauth-oidc"
 // provider is realm's OAuth2 Provider: the configured settings unless the
 // admin REST changed them for that realm.
 func (s *Server) provider(realm string) OAuth2Provider {
-	s.provMu.RLock()
-	defer s.provMu.RUnlock()
-	if p, ok := s.providers[realm]; ok {
-		return p
-	}
-	return s.settings.OAuth2
+	return realmSetting(&s.provMu, &s.providers, realm, s.settings.OAuth2)
 }
 
 // servedAdminREST names the admin REST resources amdev serves, for the
@@ -58,22 +53,8 @@ func (s *Server) adminRealm(r *http.Request, realm string, pathRealm bool) (stri
 // for amAdmin: GET reads the realm's OAuth2 Provider, PUT changes it at once
 // for new tokens, DELETE returns the realm to the configured settings.
 func (s *Server) handleOAuthProvider(w http.ResponseWriter, r *http.Request, realm string, pathRealm bool) error {
-	// AM's automation creates the service in a new realm (POST
-	// ?_action=create); in amdev every realm has one, so that sets it.
-	create := r.Method == http.MethodPost && r.URL.Query().Get("_action") == "create"
-	if !create {
-		if err := requireMethod(r, http.MethodGet, http.MethodPut, http.MethodDelete); err != nil {
-			return err
-		}
-	}
-	if err := checkResource(r, "1"); err != nil {
-		return err
-	}
-	realm, err := s.adminRealm(r, realm, pathRealm)
+	realm, create, err := s.serviceScope(r, realm, pathRealm)
 	if err != nil {
-		return err
-	}
-	if err := s.requireAdmin(r); err != nil {
 		return err
 	}
 	s.provMu.Lock()
@@ -238,13 +219,7 @@ func applyProviderDoc(cur OAuth2Provider, body map[string]any) (OAuth2Provider, 
 // message that names it and says what to use instead, so that automation
 // never believes a script is in force that amdev would silently ignore.
 func (s *Server) handleScripts(w http.ResponseWriter, r *http.Request, realm string, pathRealm bool, id string) error {
-	if err := checkResource(r, "1"); err != nil {
-		return err
-	}
-	if _, err := s.adminRealm(r, realm, pathRealm); err != nil {
-		return err
-	}
-	if err := s.requireAdmin(r); err != nil {
+	if _, err := s.adminScope(r, realm, pathRealm); err != nil {
 		return err
 	}
 	switch {
@@ -287,9 +262,5 @@ func readObject(r *http.Request) (map[string]any, error) {
 	if err != nil {
 		return nil, errBadRequest("Unable to read request body").with(err)
 	}
-	body, err := decodeObject(data)
-	if err != nil {
-		return nil, errBadRequest("The request body is not a JSON object").with(err)
-	}
-	return body, nil
+	return objectBody(data)
 }
