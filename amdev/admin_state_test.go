@@ -82,7 +82,7 @@ func TestAdminChangesSurviveRestart(t *testing.T) {
 }
 
 // TestDeletingARealmEmptiesIt deletes a realm with an identity, a client
-// and tokens, creates it again at once, and finds it empty: no identity,
+// of its own and tokens, creates it again at once, and finds it empty: no identity,
 // the configured provider, the old tokens inactive (a JWT of the old realm
 // still verifies, and is refused all the same), while a new token works.
 func TestDeletingARealmEmptiesIt(t *testing.T) {
@@ -118,6 +118,10 @@ func TestDeletingARealmEmptiesIt(t *testing.T) {
 	if status, body := e.call("PUT", userURL, userHeaders, `{"userPassword": "G0ne-but-not-forgotten", "thingType": "device"}`); status != 201 {
 		t.Fatalf("PUT identity: %d %v", status, body)
 	}
+	clientURL := realmURL + "/realm-config/agents/OAuth2Client/gone-client"
+	if status, body := e.call("PUT", clientURL, h, `{"coreOAuth2ClientConfig": {"userpassword": "gone-secret"}}`); status != 201 {
+		t.Fatalf("PUT client: %d %v", status, body)
+	}
 	jwt := token(true)
 	e.setProvider(admin, "/realms/root/realms/gone", map[string]any{"coreOAuth2Config": map[string]any{"statelessTokensEnabled": false}})
 	opaque := token(false)
@@ -132,6 +136,9 @@ func TestDeletingARealmEmptiesIt(t *testing.T) {
 	create()
 	if status, body := e.call("GET", userURL, userHeaders, ""); status != 404 {
 		t.Fatalf("identity of the deleted realm: %d %v", status, body)
+	}
+	if status, body := e.call("GET", clientURL, h, ""); status != 404 {
+		t.Fatalf("client of the deleted realm: %d %v", status, body)
 	}
 	if active(jwt) || active(opaque) {
 		t.Fatal("a token of the deleted realm is active in the realm created again")

@@ -284,19 +284,24 @@ func (s *Server) mapSecret(id string, aliases []string) error {
 	t, _ := lookupTokenSecret(id)
 	s.keys.mu.Lock()
 	defer s.keys.mu.Unlock()
-	if aliases == nil {
+	reset := aliases == nil
+	if reset {
 		aliases = []string{t.defaultAlias}
-		if _, err := s.db.Delete(bucketSecretMappings, id); err != nil {
-			return err
-		}
-	} else if err := s.db.Put(bucketSecretMappings, id, aliases, time.Time{}); err != nil {
-		return err
 	}
 	// Keys first, so that a failure leaves the old mapping in force.
 	for _, a := range aliases {
 		if _, err := s.loadKeyLocked(t, a, true); err != nil {
 			return err
 		}
+	}
+	var err error
+	if reset {
+		_, err = s.db.Delete(bucketSecretMappings, id)
+	} else {
+		err = s.db.Put(bucketSecretMappings, id, aliases, time.Time{})
+	}
+	if err != nil {
+		return err
 	}
 	s.keys.aliases[id] = aliases
 	return nil
