@@ -385,6 +385,12 @@ func (s *Server) deleteRealm(w http.ResponseWriter, path string) error {
 			delete(s.sessions, tok)
 		}
 	}
+	for code, d := range s.deviceCodes {
+		if d.realm == path {
+			delete(s.deviceCodes, code)
+			delete(s.userCodes, d.userCode)
+		}
+	}
 	s.mu.Unlock()
 	s.log.Info("realm deleted", "realm", path)
 	writeResource(w, http.StatusOK, doc)
