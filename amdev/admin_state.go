@@ -56,6 +56,10 @@ func isAdminWrite(r *http.Request, segs []string) bool {
 // saveAdminState stores the admin REST's state after a change. A failure
 // is logged, not answered: the change is in force, only not kept.
 func (s *Server) saveAdminState() {
+	// One save at a time, snapshot and write together: otherwise an older
+	// snapshot could be written after a newer one.
+	s.adminSave.Lock()
+	defer s.adminSave.Unlock()
 	st := adminState{Realms: map[string]storedRealm{}}
 	s.realmTab.mu.RLock()
 	for p, ri := range s.realmTab.realms {

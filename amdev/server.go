@@ -58,6 +58,8 @@ type Server struct {
 	pubAgents realmPublishers
 	// journeys are the realms' trees and nodes changed through the admin REST.
 	journeys journeys
+	// adminSave serialises the writes of the admin REST's state (admin_state.go).
+	adminSave sync.Mutex
 
 	listener net.Listener
 	http     *http.Server
