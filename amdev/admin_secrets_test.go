@@ -1,7 +1,6 @@
 package amdev
 
 import (
-	"net/url"
 	"slices"
 	"testing"
 )
@@ -17,20 +16,7 @@ func TestTokenKeyRotationThroughSecretMappings(t *testing.T) {
 	admin := e.adminToken()
 	h := crestHeaders(admin, "protocol=1.0,resource=1.0")
 	mappings := e.srv.URL() + "/json/global-config/secrets/stores/KeyStoreSecretStore/default-keystore/mappings/"
-	cloud := basic(CloudAppClientID, CloudAppClientSecret)
-	issue := func() string {
-		t.Helper()
-		status, tok := e.form("/oauth2/access_token", cloud, url.Values{"grant_type": {"client_credentials"}, "scope": {"fleet:read"}})
-		if status != 200 {
-			t.Fatalf("client_credentials: %d %v", status, tok)
-		}
-		return tok["access_token"].(string)
-	}
-	active := func(tok string) bool {
-		t.Helper()
-		_, in := e.form("/oauth2/introspect", basic(BrokerClientID, BrokerClientSecret), url.Values{"token": {tok}})
-		return in["active"] == true
-	}
+	issue, active := e.cloudAppToken, e.active
 	mapTo := func(secret, method, body string) []any {
 		t.Helper()
 		status, doc := e.call(method, mappings+secret, h, body)

@@ -22,6 +22,27 @@ func (e *env) setProvider(admin, p string, doc map[string]any) map[string]any {
 	return got
 }
 
+// cloudAppToken is a client_credentials token of cloud-app in the root realm.
+func (e *env) cloudAppToken() string {
+	e.t.Helper()
+	status, tok := e.form("/oauth2/access_token", basic(CloudAppClientID, CloudAppClientSecret),
+		url.Values{"grant_type": {"client_credentials"}, "scope": {"fleet:read"}})
+	if status != 200 {
+		e.t.Fatalf("client_credentials: %d %v", status, tok)
+	}
+	return tok["access_token"].(string)
+}
+
+// active reports whether the broker's client finds tok active in the root realm.
+func (e *env) active(tok string) bool {
+	e.t.Helper()
+	status, in := e.form("/oauth2/introspect", basic(BrokerClientID, BrokerClientSecret), url.Values{"token": {tok}})
+	if status != 200 {
+		e.t.Fatalf("introspect: %d %v", status, in)
+	}
+	return in["active"] == true
+}
+
 // TestTokenFormatsThroughOAuthProvider sets each token format AM offers
 // through oauth-oidc and checks the next token: its form, its signature
 // against what a resource server can have (the JWKS, or for HS256 the
@@ -31,23 +52,7 @@ func TestTokenFormatsThroughOAuthProvider(t *testing.T) {
 	e := startEnv(t)
 	admin := e.adminToken()
 	cloud := basic(CloudAppClientID, CloudAppClientSecret)
-	broker := basic(BrokerClientID, BrokerClientSecret)
-	issue := func() string {
-		t.Helper()
-		status, tok := e.form("/oauth2/access_token", cloud, url.Values{"grant_type": {"client_credentials"}, "scope": {"fleet:read"}})
-		if status != 200 {
-			t.Fatalf("client_credentials: %d %v", status, tok)
-		}
-		return tok["access_token"].(string)
-	}
-	active := func(tok string) bool {
-		t.Helper()
-		status, in := e.form("/oauth2/introspect", broker, url.Values{"token": {tok}})
-		if status != 200 {
-			t.Fatalf("introspect: %d %v", status, in)
-		}
-		return in["active"] == true
-	}
+	issue, active := e.cloudAppToken, e.active
 	jwks := func() *jose.JSONWebKeySet {
 		t.Helper()
 		var set jose.JSONWebKeySet
