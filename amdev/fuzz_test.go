@@ -2,6 +2,7 @@ package amdev
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -126,5 +127,38 @@ func FuzzAdminBodies(f *testing.F) {
 		}
 		_, err = treeRefs(m)
 		refused(err)
+		if aliases, err := mappingAliases(m, secretSigningES256); err == nil {
+			for _, a := range aliases {
+				if !aliasPattern.MatchString(a) {
+					t.Fatalf("%q: alias %q accepted", body, a)
+				}
+			}
+		} else {
+			refused(err)
+		}
+	})
+}
+
+// FuzzLookupToken feeds amdev's token lookup (introspection's parser of
+// untrusted tokens) JWS, JWE and opaque shapes: a token amdev did not
+// make is inactive, never a crash or another error.
+func FuzzLookupToken(f *testing.F) {
+	srv, err := Start(f.Context(), Config{Listen: "127.0.0.1:0", InMemory: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = srv.Close() })
+	enc, err := srv.encryptAccessToken([]byte(`{"sub":"x","exp":4102444800,"realm":"/"}`))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(enc)
+	f.Add("eyJhbGciOiJkaXIiLCJlbmMiOiJBMTI4Q0JDLUhTMjU2In0..AAAA.AAAA.AAAA")
+	f.Add("eyJhbGciOiJFUzI1NiJ9.e30.AA")
+	f.Add("opaque-token")
+	f.Fuzz(func(t *testing.T, token string) {
+		if _, err := srv.lookupToken(token); err != nil && !errors.Is(err, errInactive) {
+			t.Fatalf("%q: %v", token, err)
+		}
 	})
 }

@@ -135,6 +135,10 @@ type OAuth2Provider struct {
 	// resource server must introspect these tokens), as AM's
 	// advancedOAuth2Config.tokenSigningAlgorithm.
 	SigningAlgorithm string `yaml:"tokenSigningAlgorithm"`
+	// TokenEncryption encrypts client-based tokens instead of signing them,
+	// as AM's advancedOAuth2Config.tokenEncryptionEnabled: a JWE (dir,
+	// A128CBC-HS256) only amdev can read, so resource servers introspect it.
+	TokenEncryption bool `yaml:"tokenEncryptionEnabled"`
 	// CompoundSubject makes sub "(usr!id)" with subname id; false makes sub the plain id.
 	CompoundSubject bool `yaml:"compoundSubject"`
 	// IssueRefreshTokens adds refresh tokens to thing and device-grant token responses.
