@@ -59,6 +59,9 @@ type Server struct {
 	pubAgents realmPublishers
 	// journeys are the realms' trees and nodes changed through the admin REST.
 	journeys journeys
+	// tx transmits Security Event Tokens (transmit.go); pairMu guards the device pairings (pairings.go).
+	tx     *transmitter
+	pairMu sync.Mutex
 
 	listener net.Listener
 	http     *http.Server
@@ -134,6 +137,9 @@ func (s *Server) init(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("amdev: %w", err)
 	}
 	if err := s.seed(); err != nil {
+		return fmt.Errorf("amdev: %w", err)
+	}
+	if err := s.startTransmitter(); err != nil {
 		return fmt.Errorf("amdev: %w", err)
 	}
 	listen := cfg.Listen

@@ -395,6 +395,7 @@ func printDevGuide(ctx context.Context, w io.Writer, am *amdev.Server, b *broker
 	p("imb dev: ready")
 	p("")
 	p("  AM-compatible identity server  %s   (admin amAdmin / changeit, user bjensen / %s)", am.URL(), amdev.DefaultUserPassword)
+	p("  things paired with a user      %s/oauth2/device/pairings   (revoking one disconnects it: docs/revocation.md)", am.URL())
 	p("  MQTT broker                    mqtt://%s", b.Addr("tcp"))
 	if ws := b.Addr("ws"); ws != "" {
 		p("  MQTT over WebSocket            ws://%s", ws)
