@@ -270,19 +270,7 @@ func TestTransmitterDoesNotRetryARefusal(t *testing.T) {
 // token issuer.
 func TestTransmittedSETsPassImbReceiver(t *testing.T) {
 	e := startEnv(t)
-	events := make(chan ssf.Event, 16)
-	recv, err := ssf.New(context.Background(), ssf.Config{Issuer: e.srv.SSFIssuer(), JWKSURL: e.srv.SSFJWKSURL(),
-		Audience: "imb-test", Logger: discard(),
-		Apply: func(_ context.Context, _ *ssf.SET, ev ssf.Event) error { events <- ev; return nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = recv.Close() })
-	hs := httptest.NewServer(recv)
-	t.Cleanup(hs.Close)
-	if err := e.srv.AddSSFReceiver(SSFReceiver{URL: hs.URL, Audience: "imb-test"}); err != nil {
-		t.Fatal(err)
-	}
+	events := imbReceiver(t, e.srv)
 	admin := map[string]string{"iPlanetDirectoryPro": e.adminToken(), "Content-Type": "application/json"}
 	users := e.srv.URL() + "/json/realms/root/users/"
 	tok := demoThingToken(t, e.srv, "purged-thing")
@@ -323,6 +311,26 @@ func TestTransmittedSETsPassImbReceiver(t *testing.T) {
 		t.Fatalf("an unchanged status transmitted %+v", got)
 	case <-time.After(300 * time.Millisecond):
 	}
+}
+
+// imbReceiver is imb's receiver (package ssf) trusting srv's transmitter, added to srv at run time; the events
+// it accepts come out of the channel.
+func imbReceiver(t *testing.T, srv *Server) <-chan ssf.Event {
+	t.Helper()
+	events := make(chan ssf.Event, 16)
+	recv, err := ssf.New(context.Background(), ssf.Config{Issuer: srv.SSFIssuer(), JWKSURL: srv.SSFJWKSURL(),
+		Audience: "imb-test", Logger: discard(),
+		Apply: func(_ context.Context, _ *ssf.SET, ev ssf.Event) error { events <- ev; return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = recv.Close() })
+	hs := httptest.NewServer(recv)
+	t.Cleanup(hs.Close)
+	if err := srv.AddSSFReceiver(SSFReceiver{URL: hs.URL, Audience: "imb-test"}); err != nil {
+		t.Fatal(err)
+	}
+	return events
 }
 
 func TestSSFReceiversConfig(t *testing.T) {
