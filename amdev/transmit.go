@@ -1,7 +1,6 @@
 package amdev
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -17,6 +16,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -318,44 +318,40 @@ func (tx *transmitter) work() {
 	}
 }
 
-// deliver pushes one SET: 202 (or any 2xx) is done; 400 is the receiver's verdict on the SET, logged with its
-// err and not retried; 429, 5xx and network failures are retried with a doubling delay (Retry-After when the
-// receiver gives one) up to maxDeliveryAttempts; any other answer is logged and not retried.
+// deliver pushes one SET and acts on the receiver's answer (readAnswer); a SET to try again is queued again
+// after a doubling delay (Retry-After when the receiver gives one), up to maxDeliveryAttempts.
 func (tx *transmitter) deliver(d *delivery) {
 	d.attempt++
-	status, body, retryAfter, err := tx.push(d)
+	a, err := tx.push(d)
 	log := tx.log.With("event", d.event, "jti", d.jti, "receiver", d.to.URL, "attempt", d.attempt)
-	switch {
-	case err == nil && status >= 200 && status < 300:
-		tx.pending.Add(-1)
-		log.Info("SET delivered", "status", status)
-		return
-	case err == nil && status == http.StatusBadRequest:
-		tx.pending.Add(-1)
-		var e struct {
-			Err         string `json:"err"`
-			Description string `json:"description"`
+	if err == nil {
+		switch a.verdict {
+		case delivered:
+			tx.pending.Add(-1)
+			log.Info("SET delivered", "status", a.status)
+			return
+		case refused:
+			tx.pending.Add(-1)
+			log.Warn("SET refused by the receiver; not delivered again", "status", a.status, "err", a.err,
+				"description", a.description)
+			return
+		case rejected:
+			tx.pending.Add(-1)
+			log.Warn("SET not accepted; not delivered again", "status", a.status, "body", a.description)
+			return
 		}
-		_ = json.Unmarshal(body, &e)
-		log.Warn("SET refused by the receiver; not delivered again", "status", status, "err", e.Err,
-			"description", truncateText(e.Description, 300))
-		return
-	case err == nil && status != http.StatusTooManyRequests && status < 500:
-		tx.pending.Add(-1)
-		log.Warn("SET not accepted; not delivered again", "status", status, "body", truncateText(string(body), 300))
-		return
 	}
 	if d.attempt >= maxDeliveryAttempts {
 		tx.pending.Add(-1)
-		log.Error("SET not delivered: giving up", "status", status, "err", err)
+		log.Error("SET not delivered: giving up", "status", a.status, "err", err)
 		return
 	}
 	delay := tx.firstRetry << (d.attempt - 1)
-	if retryAfter > 0 {
-		delay = retryAfter
+	if a.retryAfter > 0 {
+		delay = a.retryAfter
 	}
 	delay = min(delay, maxRetryDelay)
-	log.Warn("SET not delivered; trying again", "status", status, "err", err, "retry_in", delay)
+	log.Warn("SET not delivered; trying again", "status", a.status, "err", err, "retry_in", delay)
 	time.AfterFunc(delay, func() {
 		select {
 		case <-tx.stop:
@@ -364,26 +360,65 @@ func (tx *transmitter) deliver(d *delivery) {
 	})
 }
 
+// Verdicts on a receiver's answer.
+const (
+	delivered = iota // 2xx
+	refused          // 400: the receiver's verdict on the SET (RFC 8935 §2.3); never sent again
+	rejected         // another 4xx: sending it again would not help
+	retry            // 429, 5xx, or anything else: deliver again later
+)
+
+// pushAnswer is what a receiver said to one push.
+type pushAnswer struct {
+	status      int
+	verdict     int
+	err         string        // RFC 8935 err of a 400
+	description string        // its description, or the start of another answer's body
+	retryAfter  time.Duration // Retry-After in seconds, at most maxRetryDelay
+}
+
+// readAnswer judges a receiver's answer (untrusted input: any status, header and body).
+func readAnswer(status int, retryAfter string, body []byte) pushAnswer {
+	a := pushAnswer{status: status, verdict: retry}
+	switch {
+	case status >= 200 && status < 300:
+		a.verdict = delivered
+	case status == http.StatusBadRequest:
+		a.verdict = refused
+		var e struct {
+			Err         string `json:"err"`
+			Description string `json:"description"`
+		}
+		if json.Unmarshal(body, &e) == nil {
+			a.err, a.description = truncateText(e.Err, 64), truncateText(e.Description, 300)
+		}
+	case status >= 400 && status < 500 && status != http.StatusTooManyRequests:
+		a.verdict = rejected
+		a.description = truncateText(string(body), 300)
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(retryAfter)); err == nil && n > 0 {
+		a.retryAfter = time.Duration(min(n, int(maxRetryDelay/time.Second))) * time.Second
+	}
+	return a
+}
+
 // push makes one HTTP POST of the SET.
-func (tx *transmitter) push(d *delivery) (status int, body []byte, retryAfter time.Duration, err error) {
+func (tx *transmitter) push(d *delivery) (pushAnswer, error) {
 	ctx, cancel := context.WithTimeout(tx.ctx, deliveryTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.to.URL, bytes.NewReader([]byte(d.set)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.to.URL, strings.NewReader(d.set))
 	if err != nil {
-		return 0, nil, 0, fmt.Errorf("SET push: %w", err)
+		return pushAnswer{}, fmt.Errorf("SET push: %w", err)
 	}
 	req.Header.Set("Content-Type", SETMediaType)
 	req.Header.Set("Accept", "application/json")
 	resp, err := tx.client.Do(req)
 	if err != nil {
-		return 0, nil, 0, fmt.Errorf("SET push: %w", err)
+		return pushAnswer{}, fmt.Errorf("SET push: %w", err)
 	}
 	defer resp.Body.Close()
-	body, _ = io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n > 0 {
-		retryAfter = time.Duration(n) * time.Second
-	}
-	return resp.StatusCode, body, retryAfter, nil
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	return readAnswer(resp.StatusCode, resp.Header.Get("Retry-After"), body), nil
 }
 
 func truncateText(s string, n int) string {
