@@ -139,9 +139,6 @@ func (s *Server) init(ctx context.Context, cfg Config) error {
 	if err := s.seed(); err != nil {
 		return fmt.Errorf("amdev: %w", err)
 	}
-	if err := s.startTransmitter(); err != nil {
-		return fmt.Errorf("amdev: %w", err)
-	}
 	listen := cfg.Listen
 	if listen == "" {
 		listen = "127.0.0.1:8080"
@@ -170,6 +167,10 @@ func (s *Server) init(ctx context.Context, cfg Config) error {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	if err := s.startTransmitter(); err != nil { // last: nothing fails after its goroutines start
+		_ = s.listener.Close()
+		return fmt.Errorf("amdev: %w", err)
 	}
 	s.wg.Add(2)
 	go func() {
