@@ -18,9 +18,9 @@ import (
 // revoked token afterwards. (TestClusterRevocation does the same for a SET of an independent transmitter and
 // for the administrator's call.)
 func TestAmdevTransmitsToTheCluster(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	startCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	am, err := amdev.Start(ctx, amdev.Config{Listen: "127.0.0.1:0", InMemory: true, Logger: testLogger()})
+	am, err := amdev.Start(startCtx, amdev.Config{Listen: "127.0.0.1:0", InMemory: true, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,6 +31,9 @@ func TestAmdevTransmitsToTheCluster(t *testing.T) {
 		c.Audience = []string{amdev.DefaultClientID}
 		c.SSF = broker.SSFConfig{Issuer: am.SSFIssuer(), JWKSURL: am.SSFJWKSURL(), Audience: "imb-cluster"}
 	})
+	// The cluster may take its time to start on a busy machine; what is timed starts here.
+	ctx, cancelCalls := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelCalls()
 	if err := am.AddSSFReceiver(amdev.SSFReceiver{URL: "http://" + tc.nodes[0].Addr("admin") + "/ssf/events", Audience: "imb-cluster"}); err != nil {
 		t.Fatal(err)
 	}
