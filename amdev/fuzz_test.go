@@ -162,3 +162,26 @@ func FuzzLookupToken(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadAnswer: whatever a receiver answers (status, Retry-After, body), the transmitter's judgment is one of
+// its verdicts, a 2xx is delivered and a 400 refused, the delay asked for stays within maxRetryDelay and what is
+// kept for the log is bounded.
+func FuzzReadAnswer(f *testing.F) {
+	f.Add(202, "", []byte(nil))
+	f.Add(400, "", []byte(`{"err":"invalid_audience","description":"aud does not name this receiver"}`))
+	f.Add(503, "5", []byte(`{"err":"invalid_key"}`))
+	f.Add(429, "99999999999999999999", []byte("slow down"))
+	f.Add(404, "-3", []byte("<html>"))
+	f.Fuzz(func(t *testing.T, status int, retryAfter string, body []byte) {
+		a := readAnswer(status, retryAfter, body)
+		switch {
+		case status >= 200 && status < 300 && a.verdict != delivered,
+			status == 400 && a.verdict != refused,
+			(status == 429 || status >= 500) && a.verdict != retry:
+			t.Fatalf("status %d judged %d", status, a.verdict)
+		}
+		if a.retryAfter < 0 || a.retryAfter > maxRetryDelay || len(a.description) > 300 || len(a.err) > 64 {
+			t.Fatalf("answer %+v out of bounds", a)
+		}
+	})
+}

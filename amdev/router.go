@@ -87,6 +87,8 @@ func (s *Server) routeJSON(w http.ResponseWriter, r *http.Request, segs []string
 		return s.handleServers(w, r, segs[2:])
 	case segs[0] == "realm-config" || segs[0] == "global-config" || segs[0] == "scripts":
 		return errNotServed(r)
+	case segs[0] == "users" && (len(segs) == 3 || len(segs) == 4) && segs[2] == "pairings":
+		return s.handlePairings(w, r, realm, segs[1], strings.Join(segs[3:], ""))
 	case segs[0] == "users" && len(segs) <= 2:
 		id := ""
 		if len(segs) == 2 {
@@ -129,6 +131,12 @@ func (s *Server) routeOAuth2(w http.ResponseWriter, r *http.Request, segs []stri
 		return s.handleDeviceCode(w, r, realm)
 	case "device/user":
 		return s.handleDeviceUser(w, r, realm)
+	case "device/pairings":
+		return s.handlePairingsPage(w, r, realm)
+	case "ssf/jwks":
+		return s.handleSSFJWKS(w, r)
+	case "ssf/.well-known/ssf-configuration":
+		return s.handleSSFConfiguration(w, r, realm)
 	}
 	return errNotFound()
 }

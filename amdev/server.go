@@ -60,6 +60,9 @@ type Server struct {
 	journeys journeys
 	// adminSave serialises the writes of the admin REST's state (admin_state.go).
 	adminSave sync.Mutex
+	// tx transmits Security Event Tokens (transmit.go); pairMu guards the device pairings (pairings.go).
+	tx     *transmitter
+	pairMu sync.Mutex
 
 	listener net.Listener
 	http     *http.Server
@@ -165,6 +168,10 @@ func (s *Server) init(ctx context.Context, cfg Config) error {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	if err := s.startTransmitter(); err != nil { // last: nothing fails after its goroutines start
+		_ = s.listener.Close()
+		return fmt.Errorf("amdev: %w", err)
 	}
 	s.wg.Add(2)
 	go func() {

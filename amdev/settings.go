@@ -70,6 +70,8 @@ type Settings struct {
 	// this long after its iat. Assertions carry no challenge, so only their
 	// lifetime and the replay cache keep a captured one from working again.
 	AssertionMaxLifetime Duration `yaml:"assertionMaxLifetime"`
+	// SSFReceivers are the receivers of the Security Event Tokens amdev transmits (docs/revocation.md).
+	SSFReceivers []SSFReceiver `yaml:"ssfReceivers"`
 }
 
 // LoginThrottle limits guesses: AccountFailures failed password logins of
