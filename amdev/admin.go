@@ -16,19 +16,14 @@ const oauthProviderService = "oauth-oidc"
 // provider is realm's OAuth2 Provider: the configured settings unless the
 // admin REST changed them for that realm.
 func (s *Server) provider(realm string) OAuth2Provider {
-	s.provMu.RLock()
-	defer s.provMu.RUnlock()
-	if p, ok := s.providers[realm]; ok {
-		return p
-	}
-	return s.settings.OAuth2
+	return realmSetting(&s.provMu, &s.providers, realm, s.settings.OAuth2)
 }
 
 // servedAdminREST names the admin REST resources amdev serves, for the
 // message of those it does not.
 const servedAdminREST = "global-config/realms, realm-config/services/oauth-oidc and iot, realm-config/agents/OAuth2Client " +
 	"and SoftwarePublisher, realm-config/authentication/authenticationtrees (trees, nodes), /json/scripts (it runs none) " +
-	"and the " + secretCertVerification + " secret mapping"
+	"and the secret mappings of the default keystore (token signing and encryption keys, " + secretCertVerification + ")"
 
 // errNotServed answers the parts of AM's admin REST amdev does not implement:
 // 501 and a message, so automation stops with a reason instead of a bare 404.
@@ -58,22 +53,8 @@ func (s *Server) adminRealm(r *http.Request, realm string, pathRealm bool) (stri
 // for amAdmin: GET reads the realm's OAuth2 Provider, PUT changes it at once
 // for new tokens, DELETE returns the realm to the configured settings.
 func (s *Server) handleOAuthProvider(w http.ResponseWriter, r *http.Request, realm string, pathRealm bool) error {
-	// AM's automation creates the service in a new realm (POST
-	// ?_action=create); in amdev every realm has one, so that sets it.
-	create := r.Method == http.MethodPost && r.URL.Query().Get("_action") == "create"
-	if !create {
-		if err := requireMethod(r, http.MethodGet, http.MethodPut, http.MethodDelete); err != nil {
-			return err
-		}
-	}
-	if err := checkResource(r, "1"); err != nil {
-		return err
-	}
-	realm, err := s.adminRealm(r, realm, pathRealm)
+	realm, create, err := s.serviceScope(r, realm, pathRealm)
 	if err != nil {
-		return err
-	}
-	if err := s.requireAdmin(r); err != nil {
 		return err
 	}
 	s.provMu.Lock()
@@ -129,7 +110,7 @@ func providerDoc(p OAuth2Provider) map[string]any {
 		},
 		"advancedOAuth2Config": map[string]any{
 			"tokenSigningAlgorithm":  p.SigningAlgorithm,
-			"tokenEncryptionEnabled": false,
+			"tokenEncryptionEnabled": p.TokenEncryption,
 		},
 		"deviceCodeConfig": map[string]any{
 			"deviceCodeLifetime": secs(p.DeviceCodeLifetime),
@@ -142,7 +123,7 @@ func providerDoc(p OAuth2Provider) map[string]any {
 
 // applyProviderDoc returns cur changed by the attributes of an oauth-oidc
 // body that amdev honours. A value amdev cannot honour (another signing
-// algorithm, encrypted tokens, a lifetime that is not a positive number of
+// algorithm, a lifetime that is not a positive number of
 // seconds) is refused with 400 naming the attribute, and nothing changes.
 // Attributes amdev does not model (AM's OIDC, consent, plugin settings…) are
 // accepted so that a document read from AM can be written back, and have no
@@ -216,12 +197,8 @@ func applyProviderDoc(cur OAuth2Provider, body map[string]any) (OAuth2Provider, 
 		}
 		next.SigningAlgorithm = alg
 	}
-	encrypt := false
-	if err := boolean(adv, "advancedOAuth2Config", "tokenEncryptionEnabled", &encrypt); err != nil {
+	if err := boolean(adv, "advancedOAuth2Config", "tokenEncryptionEnabled", &next.TokenEncryption); err != nil {
 		return cur, err
-	}
-	if encrypt {
-		return cur, errBadRequest("advancedOAuth2Config.tokenEncryptionEnabled true is not supported: amdev does not encrypt tokens")
 	}
 	dev, err := section("deviceCodeConfig")
 	if err != nil {
@@ -242,13 +219,7 @@ func applyProviderDoc(cur OAuth2Provider, body map[string]any) (OAuth2Provider, 
 // message that names it and says what to use instead, so that automation
 // never believes a script is in force that amdev would silently ignore.
 func (s *Server) handleScripts(w http.ResponseWriter, r *http.Request, realm string, pathRealm bool, id string) error {
-	if err := checkResource(r, "1"); err != nil {
-		return err
-	}
-	if _, err := s.adminRealm(r, realm, pathRealm); err != nil {
-		return err
-	}
-	if err := s.requireAdmin(r); err != nil {
+	if _, err := s.adminScope(r, realm, pathRealm); err != nil {
 		return err
 	}
 	switch {
@@ -291,9 +262,5 @@ func readObject(r *http.Request) (map[string]any, error) {
 	if err != nil {
 		return nil, errBadRequest("Unable to read request body").with(err)
 	}
-	body, err := decodeObject(data)
-	if err != nil {
-		return nil, errBadRequest("The request body is not a JSON object").with(err)
-	}
-	return body, nil
+	return objectBody(data)
 }

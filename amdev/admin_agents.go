@@ -17,96 +17,57 @@ const agentTypeOAuth2Client = "OAuth2Client"
 // update (PUT; If-None-Match: * only creates, If-Match only updates), and
 // delete. A change takes effect at once for that realm's next client
 // authentication; a configured client changed or deleted in one realm is
-// unchanged in the others. Changes live in memory until amdev stops.
+// unchanged in the others. Changes are kept in the store (admin_state.go).
 func (s *Server) handleOAuth2Clients(w http.ResponseWriter, r *http.Request, realm string, pathRealm bool, id string) error {
-	if err := checkResource(r, "1"); err != nil {
-		return err
-	}
-	realm, err := s.adminRealm(r, realm, pathRealm)
+	realm, err := s.adminScope(r, realm, pathRealm)
 	if err != nil {
 		return err
 	}
-	if err := s.requireAdmin(r); err != nil {
-		return err
-	}
 	if id == "" {
-		if err := requireMethod(r, http.MethodGet); err != nil {
-			return err
-		}
-		if f := r.URL.Query().Get("_queryFilter"); f != "true" {
-			return errorf(http.StatusNotImplemented, "Query not supported: %s", f)
-		}
-		var result []map[string]any
-		for _, cid := range s.clientIDs(realm) {
-			result = append(result, clientDoc(cid, s.clientEntry(realm, cid)))
-		}
-		writeJSON(w, http.StatusOK, queryResponse(result))
-		return nil
-	}
-	if err := requireMethod(r, http.MethodGet, http.MethodPut, http.MethodDelete); err != nil {
-		return err
+		return serveQuery(w, r, func() []map[string]any {
+			var result []map[string]any
+			for _, cid := range s.clientIDs(realm) {
+				result = append(result, clientDoc(cid, s.clientEntry(realm, cid)))
+			}
+			return result
+		})
 	}
 	// One admin change at a time: a read-modify-write under If-Match must not interleave.
 	s.agents.edit.Lock()
 	defer s.agents.edit.Unlock()
 	cur := s.clientEntry(realm, id)
-	var doc map[string]any
+	it := crestItem{what: "the OAuth2Client " + id}
 	if cur != nil {
-		doc = clientDoc(id, cur)
+		it.cur = clientDoc(id, cur)
 	}
-	switch r.Method {
-	case http.MethodGet:
-		if cur == nil {
-			return errorf(http.StatusNotFound, "Not Found")
-		}
-		writeResource(w, http.StatusOK, doc)
-		return nil
-	case http.MethodDelete:
-		if cur == nil {
-			return errorf(http.StatusNotFound, "Not Found")
-		}
-		if !revisionMatches(r, doc) {
-			return errorf(http.StatusPreconditionFailed, "Precondition Failed: the resource has revision %s", doc["_rev"])
-		}
+	it.remove = func() error {
 		s.setClient(realm, id, nil)
 		s.log.Info("oauth2 client deleted", "realm", realm, "client", id)
-		writeResource(w, http.StatusOK, doc)
 		return nil
 	}
-	create := cur == nil
-	switch {
-	case r.Header.Get("If-None-Match") == "*" && !create:
-		return errorf(http.StatusPreconditionFailed, "Precondition Failed: the OAuth2Client %s exists", id)
-	case r.Header.Get("If-Match") != "" && create:
-		return errorf(http.StatusNotFound, "Not Found")
-	case !create && !revisionMatches(r, doc):
-		return errorf(http.StatusPreconditionFailed, "Precondition Failed: the resource has revision %s", doc["_rev"])
-	}
-	if create {
-		if err := s.reservedClientID(realm, id); err != nil {
-			return err
+	it.save = func(data []byte) (map[string]any, error) {
+		if cur == nil {
+			if err := s.reservedClientID(realm, id); err != nil {
+				return nil, err
+			}
 		}
+		body, err := objectBody(data)
+		if err != nil {
+			return nil, err
+		}
+		if bid, ok := body["_id"]; ok && bid != id {
+			return nil, errBadRequest("The _id %v in the body is not the id %s in the URL", bid, id)
+		}
+		next, err := applyClientDoc(cur, body)
+		if err != nil {
+			return nil, err
+		}
+		s.setClient(realm, id, next)
+		s.log.Info("oauth2 client saved", "realm", realm, "client", id, "created", cur == nil,
+			"scopes", next.Scopes, "grantTypes", next.GrantTypes)
+		return clientDoc(id, next), nil
 	}
-	body, err := readObject(r)
-	if err != nil {
-		return err
-	}
-	if bid, ok := body["_id"]; ok && bid != id {
-		return errBadRequest("The _id %v in the body is not the id %s in the URL", bid, id)
-	}
-	next, err := applyClientDoc(cur, body)
-	if err != nil {
-		return err
-	}
-	s.setClient(realm, id, next)
-	status := http.StatusOK
-	if create {
-		status = http.StatusCreated
-	}
-	s.log.Info("oauth2 client saved", "realm", realm, "client", id, "created", create,
-		"scopes", next.Scopes, "grantTypes", next.GrantTypes)
-	writeResource(w, status, clientDoc(id, next))
-	return nil
+	return serveItem(w, r, it)
 }
 
 // reservedClientID refuses a new client id that an identity of the realm
@@ -273,18 +234,12 @@ const agentTypeSoftwarePublisher = "SoftwarePublisher"
 // collection for amAdmin, as handleOAuth2Clients does for clients: the
 // realm's next software statement is judged by what it holds.
 func (s *Server) handleSoftwarePublishers(w http.ResponseWriter, r *http.Request, realm string, pathRealm bool, id string) error {
-	if err := checkResource(r, "1"); err != nil {
-		return err
-	}
-	realm, err := s.adminRealm(r, realm, pathRealm)
+	realm, err := s.adminScope(r, realm, pathRealm)
 	if err != nil {
 		return err
 	}
-	if err := s.requireAdmin(r); err != nil {
-		return err
-	}
 	if id == "" {
-		return s.queryJourneyDocs(w, r, func() []map[string]any {
+		return serveQuery(w, r, func() []map[string]any {
 			var out []map[string]any
 			for _, pid := range s.publisherIDs(realm) {
 				out = append(out, publisherDoc(pid, s.publisherEntry(realm, pid)))
@@ -292,47 +247,32 @@ func (s *Server) handleSoftwarePublishers(w http.ResponseWriter, r *http.Request
 			return out
 		})
 	}
-	if err := requireMethod(r, http.MethodGet, http.MethodPut, http.MethodDelete); err != nil {
-		return err
-	}
 	s.agents.edit.Lock()
 	defer s.agents.edit.Unlock()
 	cur := s.publisherEntry(realm, id)
-	var doc map[string]any
+	it := crestItem{what: "the SoftwarePublisher " + id}
 	if cur != nil {
-		doc = publisherDoc(id, cur)
+		it.cur = publisherDoc(id, cur)
 	}
-	switch r.Method {
-	case http.MethodGet, http.MethodDelete:
-		if cur == nil {
-			return errorf(http.StatusNotFound, "Not Found")
-		}
-		if r.Method == http.MethodDelete {
-			s.setPublisher(realm, id, nil)
-			s.log.Info("software publisher deleted", "realm", realm, "agent", id)
-		}
-		writeResource(w, http.StatusOK, doc)
+	it.remove = func() error {
+		s.setPublisher(realm, id, nil)
+		s.log.Info("software publisher deleted", "realm", realm, "agent", id)
 		return nil
 	}
-	if err := preconditions(r, doc, "the SoftwarePublisher "+id); err != nil {
-		return err
+	it.save = func(data []byte) (map[string]any, error) {
+		body, err := objectBody(data)
+		if err != nil {
+			return nil, err
+		}
+		next, err := applyPublisherDoc(cur, body)
+		if err != nil {
+			return nil, err
+		}
+		s.setPublisher(realm, id, next)
+		s.log.Info("software publisher saved", "realm", realm, "agent", id, "issuer", next.Issuer)
+		return publisherDoc(id, next), nil
 	}
-	body, err := readObject(r)
-	if err != nil {
-		return err
-	}
-	next, err := applyPublisherDoc(cur, body)
-	if err != nil {
-		return err
-	}
-	s.setPublisher(realm, id, next)
-	status := http.StatusOK
-	if cur == nil {
-		status = http.StatusCreated
-	}
-	s.log.Info("software publisher saved", "realm", realm, "agent", id, "issuer", next.Issuer)
-	writeResource(w, status, publisherDoc(id, next))
-	return nil
+	return serveItem(w, r, it)
 }
 
 // publisherDoc is p in AM's SoftwarePublisher JSON, limited to what amdev honours.

@@ -11,12 +11,7 @@ const iotServiceName = "iot"
 // iotService is realm's IoT Service: the configured one unless the admin
 // REST changed it for that realm.
 func (s *Server) iotService(realm string) IoTService {
-	s.provMu.RLock()
-	defer s.provMu.RUnlock()
-	if v, ok := s.iotServices[realm]; ok {
-		return v
-	}
-	return s.settings.IoT
+	return realmSetting(&s.provMu, &s.iotServices, realm, s.settings.IoT)
 }
 
 // iotDoc is v in AM's iot service JSON, limited to what amdev honours.
@@ -41,20 +36,8 @@ func iotDoc(v IoTService) map[string]any {
 // oauthJwtIssuerName are accepted and have no effect (amdev's IoT Service
 // needs no client or JWT issuer of its own).
 func (s *Server) handleIoTService(w http.ResponseWriter, r *http.Request, realm string, pathRealm bool) error {
-	create := r.Method == http.MethodPost && r.URL.Query().Get("_action") == "create"
-	if !create {
-		if err := requireMethod(r, http.MethodGet, http.MethodPut, http.MethodDelete); err != nil {
-			return err
-		}
-	}
-	if err := checkResource(r, "1"); err != nil {
-		return err
-	}
-	realm, err := s.adminRealm(r, realm, pathRealm)
+	realm, create, err := s.serviceScope(r, realm, pathRealm)
 	if err != nil {
-		return err
-	}
-	if err := s.requireAdmin(r); err != nil {
 		return err
 	}
 	cur := s.iotService(realm)

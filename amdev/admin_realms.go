@@ -34,8 +34,8 @@ func (s *Server) requireAdmin(r *http.Request) *httpError {
 
 // handleRealms serves AM's global-config/realms collection for amAdmin:
 // query (_queryFilter=true), read, create (_action=create), update, delete,
-// and the template and schema actions. Realms created here live in memory
-// until amdev stops, like the rest of the admin REST's changes.
+// and the template and schema actions. Like the rest of the admin REST's
+// changes, the realm table is kept in the store (see admin_state.go).
 func (s *Server) handleRealms(w http.ResponseWriter, r *http.Request, id string) error {
 	if err := checkResource(r, "1"); err != nil {
 		return err
@@ -277,6 +277,9 @@ func (s *Server) createRealm(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.awaitRealmEnd(r, b); err != nil {
+		return err
+	}
 	parent, err := normalizeRealmPath(b.parentPath)
 	if err != nil {
 		return errorf(http.StatusNotFound, "Realm cannot be read: %s", b.parentPath)
@@ -299,6 +302,7 @@ func (s *Server) createRealm(w http.ResponseWriter, r *http.Request) error {
 		return errBadRequest("The alias %s is already used by the realm %s", alias, owner)
 	}
 	s.realmTab.realms[path] = &realmInfo{active: b.active, aliases: b.aliases}
+	delete(s.realmTab.deleted, path)
 	doc, _ := s.realmDocLocked(path)
 	s.realmTab.mu.Unlock()
 	s.log.Info("realm created", "realm", path, "active", b.active, "aliases", b.aliases)
@@ -343,9 +347,10 @@ func revisionMatches(r *http.Request, cur map[string]any) bool {
 }
 
 // deleteRealm removes a realm without sub-realms (AM refuses the others
-// with 409) and everything amdev keeps in memory for it: its OAuth2
-// Provider changes and its SSO sessions. Identities stay in the store and
-// are found again if a realm of the same path is created.
+// with 409) and everything amdev keeps for it: its configuration changes,
+// its SSO sessions, its identities (users and things), and its tokens,
+// which a mark in the store refuses from then on, JWTs included, so that a
+// realm created again at the same path starts empty.
 func (s *Server) deleteRealm(w http.ResponseWriter, path string) error {
 	if path == "/" {
 		return errorf(http.StatusUnauthorized, "Unauthorized-Cannot delete root suffix")
@@ -363,7 +368,11 @@ func (s *Server) deleteRealm(w http.ResponseWriter, path string) error {
 		}
 	}
 	delete(s.realmTab.realms, path)
+	s.realmTab.deleted[path] = true
 	s.realmTab.mu.Unlock()
+	if err := s.endRealm(path); err != nil {
+		return err
+	}
 	s.provMu.Lock()
 	delete(s.providers, path)
 	delete(s.iotServices, path)
@@ -374,6 +383,12 @@ func (s *Server) deleteRealm(w http.ResponseWriter, path string) error {
 	for tok, ss := range s.sessions {
 		if ss.realm == path {
 			delete(s.sessions, tok)
+		}
+	}
+	for code, d := range s.deviceCodes {
+		if d.realm == path {
+			delete(s.deviceCodes, code)
+			delete(s.userCodes, d.userCode)
 		}
 	}
 	s.mu.Unlock()

@@ -42,7 +42,6 @@ func TestOAuthProviderAdminREST(t *testing.T) {
 		}
 		return tok
 	}
-	isJWT := func(tok map[string]any) bool { return strings.Count(tok["access_token"].(string), ".") == 2 }
 	section := func(doc map[string]any, name string) map[string]any { return doc[name].(map[string]any) }
 
 	// Only amAdmin reads it.
@@ -97,7 +96,7 @@ func TestOAuthProviderAdminREST(t *testing.T) {
 	// What amdev cannot honour is refused, naming the attribute, and nothing changes.
 	for _, bad := range []struct{ body, msg string }{
 		{`{"advancedOAuth2Config": {"tokenSigningAlgorithm": "PS512"}}`, "tokenSigningAlgorithm PS512 is not supported"},
-		{`{"advancedOAuth2Config": {"tokenEncryptionEnabled": true}}`, "tokenEncryptionEnabled true is not supported"},
+		{`{"advancedOAuth2Config": {"tokenEncryptionEnabled": "on"}}`, "tokenEncryptionEnabled must be true or false"},
 		{`{"coreOAuth2Config": {"accessTokenLifetime": "soon"}}`, "accessTokenLifetime must be a whole number of seconds"},
 		{`{"coreOAuth2Config": {"accessTokenLifetime": 0}}`, "accessTokenLifetime must be a whole number of seconds"},
 		{`{"coreOAuth2Config": {"statelessTokensEnabled": "yes"}}`, "statelessTokensEnabled must be true or false"},
@@ -136,7 +135,7 @@ func TestAdminRESTNotServed(t *testing.T) {
 		"/json/realms/root/realm-config/authentication/authenticationtrees/nodes",
 		"/json/realm-config/agents/J2EEAgent/web-agent?realm=/",
 		"/json/realms/root/realm-config/services/policyconfiguration",
-		"/json/global-config/secrets/stores/KeyStoreSecretStore/default-keystore/mappings/am.services.oauth2.stateless.signing.ES256",
+		"/json/global-config/secrets/stores/KeyStoreSecretStore/default-keystore/mappings/am.services.oauth2.oidc.signing.RSA",
 	} {
 		status, body := e.call("GET", e.srv.URL()+path, map[string]string{"iPlanetDirectoryPro": e.adminToken()}, "")
 		if msg, _ := body["message"].(string); status != 501 || !strings.Contains(msg, "amdev does not serve") {

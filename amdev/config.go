@@ -183,6 +183,9 @@ func (s *Settings) validate() error {
 	if s.CookieName == "" || strings.ContainsAny(s.CookieName, " ;=,") {
 		return invalid("cookieName must be a non-empty token", "cookieName")
 	}
+	if err := s.validateSSFReceivers(); err != nil {
+		return err
+	}
 	for _, r := range s.Realms {
 		if _, err := normalizeRealmPath(r); err != nil {
 			return invalid(err.Error(), "realms")

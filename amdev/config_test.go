@@ -27,6 +27,7 @@ trees:
 oauth2:
   tokenFormat: opaque
   accessTokenLifetime: 10m
+  tokenEncryptionEnabled: true
 certificateAuthorities: [ca.pem]
 `
 	s, err := ParseSettings("/etc/amdev/amdev.yaml", []byte(good))
@@ -35,7 +36,7 @@ certificateAuthorities: [ca.pem]
 	}
 	if s.CookieName != "myCookie" || s.Clients[CloudAppClientID].Secret != "s3cret" || len(s.Clients[CloudAppClientID].Scopes) != 2 ||
 		s.Clients["extra-client"] == nil || s.Trees["reg-tree"].Register.Method != MethodSoftwareStatementOnly ||
-		s.Trees["JWTAuthWithPoP"] != nil || s.Trees["auth-tree"] == nil || s.OAuth2.TokenFormat != "opaque" ||
+		s.Trees["JWTAuthWithPoP"] != nil || s.Trees["auth-tree"] == nil || s.OAuth2.TokenFormat != "opaque" || !s.OAuth2.TokenEncryption ||
 		time.Duration(s.OAuth2.AccessTokenLifetime) != 10*time.Minute || s.CertificateAuthorities[0] != "/etc/amdev/ca.pem" {
 		t.Fatalf("settings: %+v", s)
 	}
@@ -45,6 +46,7 @@ certificateAuthorities: [ca.pem]
 		{"clients:\n  cloud-app:\n    secrett: x", "f.yaml:3:5: unknown field \"secrett\""},
 		{"oauth2:\n  tokenFormat: weird", "f.yaml:2:3: tokenFormat"},
 		{"oauth2:\n  accessTokenLifetime: soon", "f.yaml:2:"},
+		{"oauth2:\n  tokenEncryptionEnabled: maybe", "f.yaml:2:"},
 		{"trees:\n  t:\n    authenticate:\n      jwtAuthenticationMethod: MAGIC", "f.yaml:2:3: authenticate.jwtAuthenticationMethod \"MAGIC\""},
 		{"trees:\n  t: {}", "f.yaml:2:3: a tree needs"},
 		{"iotService:\n  oauthClientName: nobody", "f.yaml:2:3: client \"nobody\""},

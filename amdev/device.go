@@ -158,7 +158,7 @@ func (s *Server) thingUserToken(w http.ResponseWriter, ident *identity, body map
 	if err != nil {
 		return err
 	}
-	resp, err := s.issue(userGrant(dc), s.provider(dc.realm).IssueRefreshTokens && slices.Contains(client.GrantTypes, grantRefreshToken))
+	resp, err := s.issuePaired(userGrant(dc), s.provider(dc.realm).IssueRefreshTokens && slices.Contains(client.GrantTypes, grantRefreshToken))
 	if err != nil {
 		return err
 	}

@@ -13,8 +13,9 @@
 //     access_token, introspect, token/revoke, device/code and the HTML device
 //     verification page device/user.
 //
-// Identities, the token signing key, refresh tokens, opaque tokens and
-// revocations live in a bbolt store under Config.DataDir (or a temporary one
+// Identities, the token signing and encryption keys and their secret
+// mappings, the admin REST's configuration changes, refresh tokens, opaque
+// tokens and revocations live in a bbolt store under Config.DataDir (or a temporary one
 // with Config.InMemory); SSO sessions, authIds and device codes live in memory.
 //
 // For `imb dev` and tests, a Server also works in-process:
@@ -24,8 +25,9 @@
 //	app, err := srv.IssueClientToken(ctx, amdev.CloudAppClientID, nil)
 //	broker, _ := srv.BrokerClient() // id and secret for srv.IntrospectionURL()
 //
-// Access tokens are ES256 JWTs by default (RS256, HS256 or opaque per realm
-// through the admin REST; typ JWT, kid of the key at srv.JWKSURL()) with
+// Access tokens are ES256 JWTs by default (RS256, HS256, encrypted JWE or
+// opaque per realm through the admin REST; typ JWT, kid of the key at
+// srv.JWKSURL(), keys rotated through AM's secret mappings) with
 // AM's claims: sub "(usr!id)" and subname, scope as an array, aud the client
 // id, iss the realm's OAuth base URL; thing tokens also carry thingType, the
 // claim an AM access-token modification script would add so that broker

@@ -2,6 +2,7 @@ package amdev
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -126,5 +127,61 @@ func FuzzAdminBodies(f *testing.F) {
 		}
 		_, err = treeRefs(m)
 		refused(err)
+		if aliases, err := mappingAliases(m, secretSigningES256); err == nil {
+			for _, a := range aliases {
+				if !aliasPattern.MatchString(a) {
+					t.Fatalf("%q: alias %q accepted", body, a)
+				}
+			}
+		} else {
+			refused(err)
+		}
+	})
+}
+
+// FuzzLookupToken feeds amdev's token lookup (introspection's parser of
+// untrusted tokens) JWS, JWE and opaque shapes: a token amdev did not
+// make is inactive, never a crash or another error.
+func FuzzLookupToken(f *testing.F) {
+	srv, err := Start(f.Context(), Config{Listen: "127.0.0.1:0", InMemory: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = srv.Close() })
+	enc, err := srv.encryptAccessToken([]byte(`{"sub":"x","exp":4102444800,"realm":"/"}`))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(enc)
+	f.Add("eyJhbGciOiJkaXIiLCJlbmMiOiJBMTI4Q0JDLUhTMjU2In0..AAAA.AAAA.AAAA")
+	f.Add("eyJhbGciOiJFUzI1NiJ9.e30.AA")
+	f.Add("opaque-token")
+	f.Fuzz(func(t *testing.T, token string) {
+		if _, err := srv.lookupToken(token); err != nil && !errors.Is(err, errInactive) {
+			t.Fatalf("%q: %v", token, err)
+		}
+	})
+}
+
+// FuzzReadAnswer: whatever a receiver answers (status, Retry-After, body), the transmitter's judgment is one of
+// its verdicts, a 2xx is delivered and a 400 refused, the delay asked for stays within maxRetryDelay and what is
+// kept for the log is bounded.
+func FuzzReadAnswer(f *testing.F) {
+	f.Add(202, "", []byte(nil))
+	f.Add(400, "", []byte(`{"err":"invalid_audience","description":"aud does not name this receiver"}`))
+	f.Add(503, "5", []byte(`{"err":"invalid_key"}`))
+	f.Add(429, "99999999999999999999", []byte("slow down"))
+	f.Add(404, "-3", []byte("<html>"))
+	f.Fuzz(func(t *testing.T, status int, retryAfter string, body []byte) {
+		a := readAnswer(status, retryAfter, body)
+		switch {
+		case status >= 200 && status < 300 && a.verdict != delivered,
+			status == 400 && a.verdict != refused,
+			(status == 429 || status >= 500) && a.verdict != retry:
+			t.Fatalf("status %d judged %d", status, a.verdict)
+		}
+		if a.retryAfter < 0 || a.retryAfter > maxRetryDelay || len(a.description) > 300 || len(a.err) > 64 {
+			t.Fatalf("answer %+v out of bounds", a)
+		}
 	})
 }

@@ -141,6 +141,12 @@ func (s *Server) seedIdentity(ident *identity, realm, password string) error {
 	if ident.Realm, err = normalizeRealmPath(realm); err != nil {
 		return err
 	}
+	s.realmTab.mu.RLock()
+	deleted := s.realmTab.deleted[ident.Realm]
+	s.realmTab.mu.RUnlock()
+	if deleted {
+		return nil // the admin REST deleted the realm, and its identities with it
+	}
 	if _, err := s.getIdentity(ident.Realm, ident.ID); !errors.Is(err, errNoIdentity) {
 		return err
 	}

@@ -122,7 +122,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request, realm strin
 		if err != nil {
 			return err
 		}
-		if resp, err = s.issue(userGrant(dc), withRefresh); err != nil {
+		if resp, err = s.issuePaired(userGrant(dc), withRefresh); err != nil {
 			return err
 		}
 	default:
@@ -221,6 +221,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request, realm stri
 			return err
 		}
 		s.log.Debug("revoked token", "client", clientID, "token", fingerprint(token))
+		s.tokenRevoked(info, token)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{})
 	return nil

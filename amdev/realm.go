@@ -109,12 +109,15 @@ type realmInfo struct {
 type realmTable struct {
 	mu     sync.RWMutex
 	realms map[string]*realmInfo // by full path; "/" always
+	// deleted are the realms the admin REST deleted and has not created
+	// again: a config file realm among them stays deleted across restarts.
+	deleted map[string]bool
 }
 
 // newRealmTable seeds the table from validated settings: each realm and its
 // parents, each alias and DNS alias on its realm.
 func newRealmTable(st Settings) *realmTable {
-	t := &realmTable{realms: map[string]*realmInfo{"/": {active: true}}}
+	t := &realmTable{realms: map[string]*realmInfo{"/": {active: true}}, deleted: map[string]bool{}}
 	for _, r := range st.Realms {
 		p, _ := normalizeRealmPath(r) // validated
 		for cur := p; cur != "/"; cur = parentRealm(cur) {

@@ -22,7 +22,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	var err error
 	switch segs[0] {
 	case "json":
-		err = s.routeJSON(w, r, segs[1:])
+		if err = s.routeJSON(w, r, segs[1:]); err == nil && isAdminWrite(r, segs[1:]) {
+			s.saveAdminState()
+		}
 	case "oauth2":
 		err = s.routeOAuth2(w, r, segs[1:])
 	default:
@@ -79,10 +81,14 @@ func (s *Server) routeJSON(w http.ResponseWriter, r *http.Request, segs []string
 		return s.handleScripts(w, r, realm, pathRealm, id)
 	case len(segs) >= 4 && len(segs) <= 6 && segs[0] == "realm-config" && segs[1] == "authentication" && segs[2] == "authenticationtrees":
 		return s.handleJourneys(w, r, realm, pathRealm, segs[3:])
-	case !pathRealm && len(segs) == 7 && strings.Join(segs[:6], "/") == "global-config/secrets/stores/KeyStoreSecretStore/default-keystore/mappings":
-		return s.handleSecretMapping(w, r, segs[6])
+	case !pathRealm && len(segs) >= 6 && len(segs) <= 7 && strings.Join(segs[:3], "/") == "global-config/secrets/stores" && segs[5] == "mappings":
+		return s.handleSecretMappings(w, r, segs[3], segs[4], strings.Join(segs[6:], ""))
+	case !pathRealm && len(segs) >= 2 && segs[0] == "global-config" && segs[1] == "servers":
+		return s.handleServers(w, r, segs[2:])
 	case segs[0] == "realm-config" || segs[0] == "global-config" || segs[0] == "scripts":
 		return errNotServed(r)
+	case segs[0] == "users" && (len(segs) == 3 || len(segs) == 4) && segs[2] == "pairings":
+		return s.handlePairings(w, r, realm, segs[1], strings.Join(segs[3:], ""))
 	case segs[0] == "users" && len(segs) <= 2:
 		id := ""
 		if len(segs) == 2 {
@@ -125,6 +131,12 @@ func (s *Server) routeOAuth2(w http.ResponseWriter, r *http.Request, segs []stri
 		return s.handleDeviceCode(w, r, realm)
 	case "device/user":
 		return s.handleDeviceUser(w, r, realm)
+	case "device/pairings":
+		return s.handlePairingsPage(w, r, realm)
+	case "ssf/jwks":
+		return s.handleSSFJWKS(w, r)
+	case "ssf/.well-known/ssf-configuration":
+		return s.handleSSFConfiguration(w, r, realm)
 	}
 	return errNotFound()
 }

@@ -27,8 +27,7 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	db       *store.DB
-	signer   *signingKey
-	extra    extraKeys // RS256 key and HS256 secret, made on first use
+	keys     keyring // token signing and encryption keys, by secret id and alias
 	// caKeys verify registration certificates; caEntries are the
 	// certificateAuthorities entries they come from (the admin REST's
 	// secret mapping chooses among them).
@@ -59,6 +58,11 @@ type Server struct {
 	pubAgents realmPublishers
 	// journeys are the realms' trees and nodes changed through the admin REST.
 	journeys journeys
+	// adminSave serialises the writes of the admin REST's state (admin_state.go).
+	adminSave sync.Mutex
+	// tx transmits Security Event Tokens (transmit.go); pairMu guards the device pairings (pairings.go).
+	tx     *transmitter
+	pairMu sync.Mutex
 
 	listener net.Listener
 	http     *http.Server
@@ -127,10 +131,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 // init loads keys, seeds identities and starts listening.
 func (s *Server) init(ctx context.Context, cfg Config) error {
 	var err error
-	if s.signer, err = s.loadSigningKey(); err != nil {
+	if err := s.loadKeyring(); err != nil {
 		return fmt.Errorf("amdev: %w", err)
 	}
-	if err := s.loadExtraKeys(); err != nil {
+	if err := s.loadAdminState(); err != nil {
 		return fmt.Errorf("amdev: %w", err)
 	}
 	if err := s.seed(); err != nil {
@@ -164,6 +168,10 @@ func (s *Server) init(ctx context.Context, cfg Config) error {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	if err := s.startTransmitter(); err != nil { // last: nothing fails after its goroutines start
+		_ = s.listener.Close()
+		return fmt.Errorf("amdev: %w", err)
 	}
 	s.wg.Add(2)
 	go func() {

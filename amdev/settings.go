@@ -70,6 +70,8 @@ type Settings struct {
 	// this long after its iat. Assertions carry no challenge, so only their
 	// lifetime and the replay cache keep a captured one from working again.
 	AssertionMaxLifetime Duration `yaml:"assertionMaxLifetime"`
+	// SSFReceivers are the receivers of the Security Event Tokens amdev transmits (docs/revocation.md).
+	SSFReceivers []SSFReceiver `yaml:"ssfReceivers"`
 }
 
 // LoginThrottle limits guesses: AccountFailures failed password logins of
@@ -140,6 +142,10 @@ type OAuth2Provider struct {
 	// resource server must introspect these tokens), as AM's
 	// advancedOAuth2Config.tokenSigningAlgorithm.
 	SigningAlgorithm string `yaml:"tokenSigningAlgorithm"`
+	// TokenEncryption encrypts client-based tokens instead of signing them,
+	// as AM's advancedOAuth2Config.tokenEncryptionEnabled: a JWE (dir,
+	// A128CBC-HS256) only amdev can read, so resource servers introspect it.
+	TokenEncryption bool `yaml:"tokenEncryptionEnabled"`
 	// CompoundSubject makes sub "(usr!id)" with subname id; false makes sub the plain id.
 	CompoundSubject bool `yaml:"compoundSubject"`
 	// IssueRefreshTokens adds refresh tokens to thing and device-grant token responses.

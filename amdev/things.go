@@ -220,7 +220,7 @@ func (s *Server) refresh(token string, requested []string, owns func(grant) bool
 	if _, err := s.db.Delete(bucketRefresh, tokenHash(token)); err != nil {
 		return tokenResponse{}, err
 	}
-	return s.issue(g, true)
+	return s.issuePaired(g, true)
 }
 
 // thingIntrospect answers introspect_token for the tokens the thing obtained

@@ -3,6 +3,7 @@ package amdev
 import (
 	"encoding/json"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/go-jose/go-jose/v4"
@@ -21,6 +22,27 @@ func (e *env) setProvider(admin, p string, doc map[string]any) map[string]any {
 	return got
 }
 
+// cloudAppToken is a client_credentials token of cloud-app in the root realm.
+func (e *env) cloudAppToken() string {
+	e.t.Helper()
+	status, tok := e.form("/oauth2/access_token", basic(CloudAppClientID, CloudAppClientSecret),
+		url.Values{"grant_type": {"client_credentials"}, "scope": {"fleet:read"}})
+	if status != 200 {
+		e.t.Fatalf("client_credentials: %d %v", status, tok)
+	}
+	return tok["access_token"].(string)
+}
+
+// active reports whether the broker's client finds tok active in the root realm.
+func (e *env) active(tok string) bool {
+	e.t.Helper()
+	status, in := e.form("/oauth2/introspect", basic(BrokerClientID, BrokerClientSecret), url.Values{"token": {tok}})
+	if status != 200 {
+		e.t.Fatalf("introspect: %d %v", status, in)
+	}
+	return in["active"] == true
+}
+
 // TestTokenFormatsThroughOAuthProvider sets each token format AM offers
 // through oauth-oidc and checks the next token: its form, its signature
 // against what a resource server can have (the JWKS, or for HS256 the
@@ -30,23 +52,7 @@ func TestTokenFormatsThroughOAuthProvider(t *testing.T) {
 	e := startEnv(t)
 	admin := e.adminToken()
 	cloud := basic(CloudAppClientID, CloudAppClientSecret)
-	broker := basic(BrokerClientID, BrokerClientSecret)
-	issue := func() string {
-		t.Helper()
-		status, tok := e.form("/oauth2/access_token", cloud, url.Values{"grant_type": {"client_credentials"}, "scope": {"fleet:read"}})
-		if status != 200 {
-			t.Fatalf("client_credentials: %d %v", status, tok)
-		}
-		return tok["access_token"].(string)
-	}
-	active := func(tok string) bool {
-		t.Helper()
-		status, in := e.form("/oauth2/introspect", broker, url.Values{"token": {tok}})
-		if status != 200 {
-			t.Fatalf("introspect: %d %v", status, in)
-		}
-		return in["active"] == true
-	}
+	issue, active := e.cloudAppToken, e.active
 	jwks := func() *jose.JSONWebKeySet {
 		t.Helper()
 		var set jose.JSONWebKeySet
@@ -61,24 +67,49 @@ func TestTokenFormatsThroughOAuthProvider(t *testing.T) {
 		stateless bool
 		alg       string
 		published bool // a resource server verifies it with the JWKS
+		encrypted bool
 	}{
-		{"client-based ES256", true, "ES256", true},
-		{"client-based RS256", true, "RS256", true},
-		{"client-based HS256", true, "HS256", false},
-		{"CTS-based opaque", false, "ES256", false},
+		{"client-based ES256", true, "ES256", true, false},
+		{"client-based RS256", true, "RS256", true, false},
+		{"client-based HS256", true, "HS256", false, false},
+		{"CTS-based opaque", false, "ES256", false, false},
+		{"client-based encrypted", true, "ES256", false, true},
 	}
 	var earlier []string
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			doc := e.setProvider(admin, "", map[string]any{
 				"coreOAuth2Config":     map[string]any{"statelessTokensEnabled": tc.stateless},
-				"advancedOAuth2Config": map[string]any{"tokenSigningAlgorithm": tc.alg},
+				"advancedOAuth2Config": map[string]any{"tokenSigningAlgorithm": tc.alg, "tokenEncryptionEnabled": tc.encrypted},
 			})
-			if doc["advancedOAuth2Config"].(map[string]any)["tokenSigningAlgorithm"] != tc.alg {
+			if adv := doc["advancedOAuth2Config"].(map[string]any); adv["tokenSigningAlgorithm"] != tc.alg || adv["tokenEncryptionEnabled"] != tc.encrypted {
 				t.Fatalf("oauth-oidc after PUT: %v", doc)
 			}
 			tok := issue()
-			if !tc.stateless {
+			if tc.encrypted {
+				// AM's direct encryption: a compact JWE no resource server can
+				// read or check, only introspect.
+				obj, err := jose.ParseEncryptedCompact(tok, []jose.KeyAlgorithm{jose.DIRECT}, []jose.ContentEncryption{jose.A128CBC_HS256})
+				if err != nil {
+					t.Fatalf("token is not a dir/A128CBC-HS256 JWE: %v (%s)", err, tok)
+				}
+				if obj.Header.KeyID != "" || obj.Header.ExtraHeaders["typ"] != "JWT" {
+					t.Fatalf("JWE header: %+v", obj.Header)
+				}
+				if _, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.HS256}); err == nil {
+					t.Fatal("an encrypted token parses as a JWS")
+				}
+				if len(jwks().Keys) != 2 {
+					t.Fatalf("the encryption secret is published: %v", jwks())
+				}
+				parts := strings.Split(tok, ".")
+				ct := []byte(parts[3])
+				ct[len(ct)/2] ^= 1
+				parts[3] = string(ct)
+				if active(strings.Join(parts, ".")) {
+					t.Fatal("a tampered encrypted token is active")
+				}
+			} else if !tc.stateless {
 				if _, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.HS256}); err == nil {
 					t.Fatalf("a CTS-based token is a JWT: %s", tok)
 				}

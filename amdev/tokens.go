@@ -1,6 +1,7 @@
 package amdev
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -165,6 +166,9 @@ func (s *Server) signAccessToken(rec tokenRecord) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("encode access token: %w", err)
 	}
+	if s.provider(rec.Grant.Realm).TokenEncryption {
+		return s.encryptAccessToken(payload)
+	}
 	signer, err := s.tokenSigner(s.provider(rec.Grant.Realm).SigningAlgorithm)
 	if err != nil {
 		return "", fmt.Errorf("sign access token: %w", err)
@@ -187,8 +191,12 @@ var errInactive = errors.New("token inactive")
 // lookupToken finds an active access token (JWT or opaque) or refresh token.
 func (s *Server) lookupToken(token string) (*tokenInfo, error) {
 	now := s.now()
-	if strings.Count(token, ".") == 2 {
-		rec, err := s.verifyAccessJWT(token)
+	if dots := strings.Count(token, "."); dots == 2 || dots == 4 {
+		verify := s.verifyAccessJWT
+		if dots == 4 {
+			verify = s.decryptAccessToken
+		}
+		rec, err := verify(token)
 		if err != nil {
 			return nil, err
 		}
@@ -220,14 +228,18 @@ func (s *Server) verifyAccessJWT(token string) (*tokenRecord, error) {
 	if err != nil || len(obj.Signatures) != 1 {
 		return nil, errInactive
 	}
-	key := s.verificationKey(jose.SignatureAlgorithm(obj.Signatures[0].Header.Algorithm))
-	if key == nil {
-		return nil, errInactive
+	h := obj.Signatures[0].Header
+	for _, key := range s.verificationKeys(jose.SignatureAlgorithm(h.Algorithm), h.KeyID) {
+		if payload, err := obj.Verify(key); err == nil {
+			return s.accessRecord(payload)
+		}
 	}
-	payload, err := obj.Verify(key)
-	if err != nil {
-		return nil, errInactive
-	}
+	return nil, errInactive
+}
+
+// accessRecord checks the claims of a client-based access token that
+// amdev made (verified or decrypted) and rebuilds its record.
+func (s *Server) accessRecord(payload []byte) (*tokenRecord, error) {
 	var all map[string]any
 	if err := json.Unmarshal(payload, &all); err != nil {
 		return nil, errInactive
@@ -279,6 +291,9 @@ func (s *Server) verifyAccessJWT(token string) (*tokenRecord, error) {
 }
 
 func (s *Server) checkNotRevoked(rec *tokenRecord) error {
+	if ended, err := s.realmEndedAfter(rec); err != nil || ended {
+		return cmp.Or(err, errInactive)
+	}
 	var v bool
 	now := s.now()
 	for _, k := range []string{"jti:" + rec.JTI, "grant:" + rec.Grant.AuthGrantID} {

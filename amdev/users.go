@@ -73,6 +73,7 @@ func (s *Server) handleUsers(w http.ResponseWriter, r *http.Request, realm strin
 		if _, err := s.deleteIdentity(realm, id); err != nil {
 			return err
 		}
+		s.identityDeleted(realm, ident)
 		writeJSON(w, http.StatusOK, identityJSON(ident))
 		return nil
 	}
@@ -109,6 +110,7 @@ func (s *Server) handleUsers(w http.ResponseWriter, r *http.Request, realm strin
 	if err := s.putIdentity(ident); err != nil {
 		return err
 	}
+	s.identityStatusChanged(realm, existing, ident)
 	status := http.StatusCreated
 	if existing != nil {
 		status = http.StatusOK

@@ -97,7 +97,7 @@ type Config struct {
 	// Limits.
 	ConnectDeadline time.Duration `yaml:"connect_deadline"` // time to send CONNECT after the TCP/TLS accept (default 10s)
 	MaxPacketSize   uint32        `yaml:"max_packet_size"`  // bytes (default 262144)
-	WritesPending   int32         `yaml:"writes_pending"`   // queued outbound packets per client before drops (default 1024)
+	WritesPending   int32         `yaml:"writes_pending"`   // queued outbound packets per client before drops (default 256)
 	MaxInflight     uint16        `yaml:"max_inflight"`     // QoS>0 messages in flight per client (default 1024)
 	DeliveryWait    time.Duration `yaml:"delivery_wait"`    // how long a publisher is held for a subscriber's full queue before the delivery is dropped (default 5s; negative: not held)
 	MaxClients      int64         `yaml:"max_clients"`      // 0: no limit
@@ -256,7 +256,7 @@ func Defaults() Config {
 		MaxSessionExpiry:          7 * 24 * time.Hour,
 		ConnectDeadline:           10 * time.Second,
 		MaxPacketSize:             256 << 10,
-		WritesPending:             1024,
+		WritesPending:             256,
 		MaxInflight:               1024,
 		DeliveryWait:              5 * time.Second,
 		SysInterval:               30 * time.Second,

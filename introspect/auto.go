@@ -13,7 +13,8 @@ type autoValidator struct {
 
 // NewAuto combines the two strategies: a token that parses as a compact JWS is validated locally (and a failure
 // there, a foreign iss included, is final: it never falls through to introspection); every other token is
-// introspected. The one JWT that goes to introspection is an HMAC-signed one of the configured issuer when no
+// introspected, encrypted tokens (a five-part JWE, such as AM's client-based tokens with tokenEncryptionEnabled,
+// which only AM can decrypt) among them. The one JWT that goes to introspection is an HMAC-signed one of the configured issuer when no
 // shared secret is configured: AM signs client-based tokens with HS256 and the realm's secret when told to, and
 // only AM can verify those. Either argument may be nil; with only jwt, tokens it cannot
 // validate are invalid. The result also implements Readier.

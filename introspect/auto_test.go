@@ -2,6 +2,7 @@ package introspect
 
 import (
 	"crypto/elliptic"
+	"encoding/base64"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -23,6 +24,8 @@ func TestAuto(t *testing.T) {
 	secret := []byte("the issuer's HMAC secret, 32+ by")
 	hsOwn := signRaw(t, secret, "HS256", `{"alg":"HS256","typ":"JWT"}`, string(hsPayload))
 	hsForeign := signRaw(t, secret, "HS256", `{"alg":"HS256","typ":"JWT"}`, string(hsForeignPayload))
+	jwe := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"dir","enc":"A128CBC-HS256","typ":"JWT"}`)) +
+		"..AxY8DCtDaGlsbGljb3RoZQ.KDlTtXchhZTGufMYmOYGS4HffxPSUrfmqCHXaI9wOGY.9hH0vgRfYgPnAHOd8stkvw"
 	withSecret := newTestJWT(t, JWTConfig{Issuer: e.issuer(), SharedSecret: secret})
 
 	tests := []struct {
@@ -48,6 +51,10 @@ func TestAuto(t *testing.T) {
 		{"own HS256 JWT with the secret validated locally", NewAuto(withSecret, in), hsOwn, MethodJWT, "", 0},
 		{"foreign HS256 JWT refused without a request", NewAuto(jwt, in), hsForeign, "", ReasonHMACNotAllowed, 0},
 		{"JWT only: own HS256 JWT", NewAuto(jwt, nil), hsOwn, "", ReasonHMACNotAllowed, 0},
+		// AM's encrypted client-based tokens (dir, A128CBC-HS256): only AM can read them, so they
+		// are introspected (here inactive: the endpoint does not know it), never parsed as a JWS.
+		{"encrypted token (JWE) introspected", NewAuto(jwt, in), jwe, "", ReasonInactive, 1},
+		{"JWT only: encrypted token (JWE)", NewAuto(jwt, nil), jwe, "", ReasonJWE, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -89,6 +89,7 @@ func brokerMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	policy := fs.String("policy", "", "topics.yaml (default: the harness policy)")
 	maxConns := fs.Int("introspect-max-conns", 0, "connections to the introspection endpoint (0: imb's default, 256)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file")
+	heapprofile := fs.String("heapprofile", "", "at every gc request, write a heap profile to PREFIX-N.pprof (N = 1, 2, ...)")
 	embed := fs.String("cluster-embed", "", "cluster node: embedded NATS route address HOST:PORT")
 	routes := fs.String("cluster-routes", "", "cluster node: the other nodes' route URLs, comma-separated")
 	natsURLs := fs.String("cluster-nats", "", "cluster node: join the NATS cluster at these URLs, comma-separated")
@@ -142,6 +143,7 @@ func brokerMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			lines <- sc.Text()
 		}
 	}()
+	heaps := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -153,6 +155,12 @@ func brokerMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			if l == "gc" {
 				runtime.GC()
 				debug.FreeOSMemory()
+				if *heapprofile != "" {
+					heaps++
+					if err := writeHeapProfile(fmt.Sprintf("%s-%d.pprof", *heapprofile, heaps)); err != nil {
+						fmt.Fprintf(stderr, "broker: heapprofile: %v\n", err)
+					}
+				}
 				fmt.Fprintln(stdout, "gc ok")
 			}
 		}
@@ -210,4 +218,27 @@ func brokerConfig(mode, listen, issuer, jwksURL, introspectURL, clientID, policy
 		return cfg, cleanup, fmt.Errorf("--mode %q: want allow-all, jwt, introspect or introspect-uncached", mode)
 	}
 	return cfg, cleanup, nil
+}
+
+// writeHeapProfile writes the heap profile (in use and allocated since start) to
+// path, and beside it (.txt for .pprof) where the process's memory is: the heap
+// profile leaves out goroutine stacks and the runtime's own.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	summary := fmt.Sprintf("goroutines %d\nheap_inuse %d\nheap_idle %d\nheap_released %d\nstack_inuse %d\n"+
+		"mspan_inuse %d\nother_sys %d\nsys %d\n", runtime.NumGoroutine(), m.HeapInuse, m.HeapIdle,
+		m.HeapReleased, m.StackInuse, m.MSpanInuse, m.OtherSys, m.Sys)
+	return os.WriteFile(strings.TrimSuffix(path, ".pprof")+".txt", []byte(summary), 0o600)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"testing"
 	"time"
@@ -70,6 +71,51 @@ func TestCompareCluster(t *testing.T) {
 func TestClusterOptions(t *testing.T) {
 	for _, args := range [][]string{{"--nodes", "9"}, {"--nodes", "3", "--scenario", "connect"}} {
 		if _, err := parseOptions("compare", args, os.Stderr, false); err == nil {
+			t.Errorf("%v: accepted", args)
+		}
+	}
+}
+
+// TestFleetSmall runs the fleet command at a small size: every thing connects
+// through its own generator process to its node, every acknowledged command
+// reaches its thing, and telemetry is acknowledged.
+func TestFleetSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two imb nodes and two generator processes")
+	}
+	o, err := parseFleet([]string{"--things", "300", "--nodes", "2", "--generators", "2", "--duration", "3s",
+		"--telemetry-every", "1s", "--command-share", "0.5", "--out", t.TempDir()}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := fleet(ctx, o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Connected != 300 || rep.Refused != 0 || rep.Failed != 0 {
+		t.Fatalf("%d connected, %d refused, %d failed; want 300, 0, 0", rep.Connected, rep.Refused, rep.Failed)
+	}
+	if rep.Commands < 100 || rep.CommandsLost != 0 {
+		t.Fatalf("%d commands acknowledged, %d lost; want >= 100 and 0", rep.Commands, rep.CommandsLost)
+	}
+	if rep.Telemetry < 300 || rep.TelemetryFailed != 0 || rep.Disconnected != 0 {
+		t.Fatalf("telemetry %d acknowledged, %d failed, %d disconnected; want >= 300, 0, 0", rep.Telemetry, rep.TelemetryFailed, rep.Disconnected)
+	}
+	if rep.KiBPerThing <= 0 || rep.CommandP99ms <= 0 {
+		t.Fatalf("no memory (%g KiB per thing) or latency (p99 %g ms) measured", rep.KiBPerThing, rep.CommandP99ms)
+	}
+}
+
+func TestFleetRefusesTooManyPerProcess(t *testing.T) {
+	for _, args := range [][]string{
+		{"--things", "100000", "--nodes", "5"},
+		{"--things", "100000", "--generators", "3"},
+		{"--things", "0"},
+		{"--duration", "0s"},
+	} {
+		if _, err := parseFleet(args, io.Discard); err == nil {
 			t.Errorf("%v: accepted", args)
 		}
 	}

@@ -221,7 +221,20 @@ func TestCompareConnectUpstreamCalls(t *testing.T) {
 }
 
 func TestCompareMemory(t *testing.T) {
-	rep, _ := tinyCompare(t, "--scenario", "memory", "--things", "50", "--targets", "baseline,imb-jwt", "--settle", "300ms")
+	rep, out := tinyCompare(t, "--scenario", "memory", "--things", "50", "--targets", "baseline,imb-jwt", "--settle", "300ms", "--heapprofile")
+	// Each imb child wrote a heap profile and its MemStats at both readings.
+	for _, suffix := range []string{"-1.pprof", "-2.pprof", "-1.txt", "-2.txt"} {
+		files, _ := filepath.Glob(filepath.Join(out, "*.heap"+suffix))
+		if len(files) != len(rep.Runs) {
+			t.Errorf("%d heap files *%s for %d runs: %v", len(files), suffix, len(rep.Runs), files)
+		}
+		for _, f := range files {
+			if b, err := os.ReadFile(f); err != nil || len(b) == 0 ||
+				(strings.HasSuffix(f, ".txt") && !strings.Contains(string(b), "stack_inuse ")) {
+				t.Errorf("%s: empty or without stack_inuse (%v)", f, err)
+			}
+		}
+	}
 	for _, r := range rep.Runs {
 		v := r.Values
 		if v["connected"] != 50 || v["subscribed"] != 50 || v["alive_after"] != 50 {

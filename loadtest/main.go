@@ -22,8 +22,11 @@ import (
 )
 
 func main() {
-	if os.Getenv(roleEnv) == "broker" {
+	switch os.Getenv(roleEnv) {
+	case "broker":
 		os.Exit(brokerMain(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	case "fleet-things":
+		os.Exit(fleetThingsMain(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -33,6 +36,7 @@ const usage = `usage: go run ./loadtest <command> [flags]
 commands:
   compare   run one scenario against every target broker and compare them
   run       run one scenario against a broker given by --url
+  fleet     a fleet of things (default 100,000) on a cluster of imb nodes, with commands and telemetry
   broker    (internal) one imb broker for the harness to measure
 
 Run "go run ./loadtest compare -h" for the flags.
@@ -49,6 +53,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return runCompare(args[1:], stdout, stderr)
 	case "run":
 		return runURL(args[1:], stdout, stderr)
+	case "fleet":
+		return runFleet(args[1:], stdout, stderr)
 	case "broker":
 		return brokerMain(args[1:], os.Stdin, stdout, stderr)
 	case "-h", "--help", "help":

@@ -59,8 +59,11 @@ type Options struct {
 	Policy      string `json:"policy"` // empty: the harness's own policy (the default topics.yaml's thing and fleet rules)
 	Out         string `json:"out"`
 	CPUProfile  bool   `json:"cpu_profile"`
-	AllowRemote bool   `json:"allow_remote"`
-	Quiet       bool   `json:"-"`
+	HeapProfile bool   `json:"heap_profile,omitempty"`
+	// heapPrefix is where one imb child writes its heap profiles (set per run).
+	heapPrefix  string
+	AllowRemote bool `json:"allow_remote"`
+	Quiet       bool `json:"-"`
 
 	// run only
 	URL        string `json:"url,omitempty"`
@@ -132,6 +135,7 @@ func parseOptions(name string, args []string, stderr io.Writer, run bool) (Optio
 	fs.StringVar(&o.Policy, "policy", "", "topics.yaml for the imb targets (default: the harness writes one with the default policy's thing and fleet rules)")
 	fs.StringVar(&o.Out, "out", "loadtest/out", "directory for the JSON, Markdown and HTML reports")
 	fs.BoolVar(&o.CPUProfile, "cpuprofile", false, "write a CPU profile of every imb broker run into --out")
+	fs.BoolVar(&o.HeapProfile, "heapprofile", false, "write a heap profile of every imb broker into --out at each settled memory reading (memory scenario: before and after the things connect)")
 	fs.BoolVar(&o.AllowRemote, "allow-remote", false, "allow a target that is not on a loopback address")
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress lines")
 	if run {

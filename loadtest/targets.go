@@ -102,6 +102,9 @@ func issuerRefOf(ctx context.Context, iss *issuer.Issuer) (issuerRef, error) {
 // startBroker starts the target as a child process on a loopback port and waits
 // until it accepts connections. logPath receives the child's stderr.
 func startBroker(ctx context.Context, target string, iss issuerRef, o Options, logPath, profilePath string) (*brokerProc, error) {
+	if o.HeapProfile {
+		o.heapPrefix = strings.TrimSuffix(logPath, ".log") + ".heap"
+	}
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("broker log: %w", err)
@@ -149,6 +152,10 @@ func logTail(path string, n int64) string {
 	return string(b)
 }
 
+// brokerGODEBUG is the runtime setting imb's Dockerfile and systemd unit run it
+// with (loadtest/RESULTS.md, memory); a GODEBUG of the harness's own environment wins.
+const brokerGODEBUG = "adaptivestackstart=0"
+
 func (p *brokerProc) startImb(ctx context.Context, target string, iss issuerRef, o Options, profilePath string) error {
 	exe, err := os.Executable()
 	if err != nil {
@@ -167,9 +174,15 @@ func (p *brokerProc) startImb(ctx context.Context, target string, iss issuerRef,
 		args = append(args, "--cpuprofile", profilePath)
 		p.profile = profilePath
 	}
+	if o.heapPrefix != "" {
+		args = append(args, "--heapprofile", o.heapPrefix)
+	}
 	args = append(args, o.clusterArgs...)
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), roleEnv+"=broker", "IMB_CLIENT_SECRET="+iss.ClientSecret)
+	if os.Getenv("GODEBUG") == "" {
+		cmd.Env = append(cmd.Env, "GODEBUG="+brokerGODEBUG) // as the image and the unit run imb
+	}
 	cmd.Stderr = p.logFile
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -7,6 +7,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -176,6 +177,35 @@ func (d *DB) Delete(bucket, key string) (bool, error) {
 		return false, fmt.Errorf("store: delete %s/%s: %w", bucket, key, err)
 	}
 	return found, nil
+}
+
+// DeletePrefix removes every record of bucket whose key starts with
+// prefix and returns how many.
+func (d *DB) DeletePrefix(bucket, prefix string) (int, error) {
+	n := 0
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bucket))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		p := []byte(prefix)
+		var keys [][]byte
+		for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+			keys = append(keys, append([]byte(nil), k...))
+		}
+		for _, k := range keys {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("store: delete %s/%s*: %w", bucket, prefix, err)
+	}
+	return n, nil
 }
 
 // Sweep deletes every record of every bucket that expired at now and returns how many.

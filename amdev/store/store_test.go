@@ -87,3 +87,30 @@ func TestOpenTempIsRemoved(t *testing.T) {
 		t.Fatal("unwritable dir accepted")
 	}
 }
+
+func TestDeletePrefix(t *testing.T) {
+	db, err := OpenTemp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Unix(1_700_000_000, 0)
+	for _, k := range []string{"/a\x00x", "/a\x00y", "/a/b\x00x", "/ab\x00x", "/\x00x"} {
+		if err := db.Put("ids", k, rec{k, 1}, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := db.DeletePrefix("ids", "/a\x00")
+	if err != nil || n != 2 {
+		t.Fatalf("DeletePrefix: %d %v", n, err)
+	}
+	var got rec
+	for k, want := range map[string]bool{"/a\x00x": false, "/a\x00y": false, "/a/b\x00x": true, "/ab\x00x": true, "/\x00x": true} {
+		if err := db.Get("ids", k, &got, now); (err == nil) != want {
+			t.Errorf("%q after DeletePrefix: %v, want present %t", k, err, want)
+		}
+	}
+	if n, err := db.DeletePrefix("nobucket", "x"); err != nil || n != 0 {
+		t.Fatalf("missing bucket: %d %v", n, err)
+	}
+}

@@ -21,6 +21,8 @@ import (
 // Demo identities that imb dev creates and prints connection lines for.
 const (
 	demoThingID = "demo-thermostat"
+	// devSSFAudience is the broker as amdev's SETs name it in aud.
+	devSSFAudience = "urn:imb:dev:broker"
 )
 
 // devOptions are imb dev's flags.
@@ -145,6 +147,8 @@ func devMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg.AdminScope = devAdminScope
 	cfg.IntrospectURL = am.IntrospectionURL()
 	cfg.ClientID, cfg.ClientSecret = brokerClient.ID, brokerClient.Secret
+	// amdev transmits revocations as Security Event Tokens to node 1's /ssf/events (the cluster tells the others).
+	cfg.SSF = broker.SSFConfig{Issuer: am.SSFIssuer(), JWKSURL: am.SSFJWKSURL(), Audience: devSSFAudience}
 	cfgs := make([]broker.Config, len(nodes))
 	for i, n := range nodes {
 		c := cfg
@@ -171,6 +175,10 @@ func devMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "imb dev: broker not ready:", err)
 			return exitRuntime
 		}
+	}
+	if err := am.AddSSFReceiver(amdev.SSFReceiver{URL: "http://" + b.Addr("admin") + "/ssf/events", Audience: devSSFAudience}); err != nil {
+		fmt.Fprintln(stderr, "imb dev:", err)
+		return exitRuntime
 	}
 	if len(bs) > 1 {
 		printNodes(stdout, nodes, bs)
@@ -395,6 +403,7 @@ func printDevGuide(ctx context.Context, w io.Writer, am *amdev.Server, b *broker
 	p("imb dev: ready")
 	p("")
 	p("  AM-compatible identity server  %s   (admin amAdmin / changeit, user bjensen / %s)", am.URL(), amdev.DefaultUserPassword)
+	p("  things paired with a user      %s/oauth2/device/pairings   (revoking one disconnects it: docs/revocation.md)", am.URL())
 	p("  MQTT broker                    mqtt://%s", b.Addr("tcp"))
 	if ws := b.Addr("ws"); ws != "" {
 		p("  MQTT over WebSocket            ws://%s", ws)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	mqtt3 "github.com/eclipse/paho.mqtt.golang"
+
+	"imb/amdev"
 )
 
 // syncBuffer collects a command's output while it runs.
@@ -219,5 +221,41 @@ func TestDevPrintsWorkingCurl(t *testing.T) {
 	out, err := exec.Command("sh", "-c", line).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `"confirmed":true`) {
 		t.Fatalf("%s\n%v: %s", line, err, out)
+	}
+}
+
+// TestDevRevokeAtAmdevDisconnects: in imb dev --nodes 2 the broker trusts amdev's SSF transmitter and node 1
+// is its receiver: revoking the demo thing's printed token at amdev's /oauth2/token/revoke closes the thing's
+// connection on node 2 at once.
+func TestDevRevokeAtAmdevDisconnects(t *testing.T) {
+	guide := startDev(t, "--nodes", "2")
+	nodes := nodeLine.FindAllStringSubmatch(guide, -1)
+	if len(nodes) != 2 {
+		t.Fatalf("want two node lines in:\n%s", guide)
+	}
+	amURL := strings.Fields(guideLine(t, guide, "AM-compatible identity server"))[3]
+	thingToken := flagP.FindStringSubmatch(guideLine(t, guide, "telemetry/temperature -m 21.5"))[1]
+	lost := make(chan error, 1)
+	c := mqtt3.NewClient(mqtt3.NewClientOptions().AddBroker("tcp://" + nodes[1][2]).SetClientID("demo-thermostat").
+		SetUsername("demo-thermostat").SetPassword(thingToken).SetAutoReconnect(false).
+		SetConnectionLostHandler(func(_ mqtt3.Client, err error) { lost <- err }))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("demo thing on node 2: %v", tok.Error())
+	}
+	defer c.Disconnect(100)
+	req, _ := http.NewRequest(http.MethodPost, amURL+"/oauth2/token/revoke", strings.NewReader("token="+thingToken))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(amdev.DefaultClientID, amdev.DefaultClientSecret)
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("revoke at amdev: %v %v", err, resp)
+	}
+	_ = resp.Body.Close()
+	select {
+	case <-lost:
+		t.Logf("revoked at amdev to the connection closed on node 2: %s", time.Since(start))
+	case <-time.After(time.Second):
+		t.Fatal("the demo thing on node 2 is still connected a second after its token was revoked at amdev")
 	}
 }

@@ -7,23 +7,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
-
-	"imb/amdev"
-	"imb/broker"
-	"imb/sdk"
 )
 
 func testContext(t *testing.T) context.Context {
@@ -101,70 +95,34 @@ func connect(t *testing.T, addr, clientID, token string) byte {
 }
 
 // TestEachTokenFormatThroughTheBroker sets each token format AM offers
-// (client-based ES256, RS256, HS256; CTS-based opaque) through amdev's
+// (client-based ES256, RS256, HS256, encrypted; CTS-based opaque) through amdev's
 // oauth-oidc admin REST, as automation would on AM, and connects a thing
 // with its next token to a broker left in auto mode (issuer and
 // introspection both configured, nothing told about the format). The
 // broker must accept every one, verifying itself what it can (ES256, RS256:
 // the realm's JWKS) and introspecting the rest (HS256, whose secret only AM
-// has, and opaque tokens), which the introspection requests show.
+// has, encrypted tokens, which only AM can read, and opaque tokens), which
+// the introspection requests show.
 func TestEachTokenFormatThroughTheBroker(t *testing.T) {
 	const thing = "format-thing"
-	st := amdev.DefaultSettings()
-	key, err := sdk.GenerateKey(sdk.ES256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks, err := key.PublicJWKS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Things[thing] = &amdev.Thing{Realm: "/", ThingType: "device", ThingKeys: jwks}
-	am, err := amdev.Start(testContext(t), amdev.Config{Listen: "127.0.0.1:0", InMemory: true, Settings: &st,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = am.Close() })
-	introspect, introspections := countingProxy(t, am.IntrospectionURL())
-
-	bc, _ := am.BrokerClient()
-	cfg := broker.Defaults()
-	cfg.MQTTAddr, cfg.WSAddr, cfg.AdminAddr, cfg.HTTPAddr = "127.0.0.1:0", "", "", ""
-	cfg.PolicyFile = filepath.Join("..", "..", "topics.yaml")
-	cfg.Issuer = am.Issuer()
-	cfg.Audience = []string{amdev.DefaultClientID}
-	cfg.IntrospectURL = introspect.URL
-	cfg.ClientID, cfg.ClientSecret = bc.ID, bc.Secret
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	ctx, cancel := context.WithCancel(context.Background())
-	b, err := broker.Start(ctx, cfg)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = b.Close() })
-
-	status, login := call(t, "POST", am.URL()+"/json/authenticate", map[string]string{"X-OpenAM-Username": "amAdmin",
-		"X-OpenAM-Password": "changeit", "Accept-API-Version": "resource=2.0, protocol=1.0"}, "")
-	if status != 200 {
-		t.Fatalf("amAdmin login: %d %v", status, login)
-	}
-	admin := login["tokenId"].(string)
+	tw := startTwin(t, thing, nil)
+	am, b, admin, introspections := tw.am, tw.broker, tw.admin, tw.introspections
 	for _, tc := range []struct {
 		name       string
 		stateless  bool
 		alg        string
+		encrypted  bool
 		introspect bool // the broker must ask AM
 	}{
-		{"client-based ES256", true, "ES256", false},
-		{"client-based RS256", true, "RS256", false},
-		{"client-based HS256", true, "HS256", true},
-		{"CTS-based opaque", false, "ES256", true},
+		{"client-based ES256", true, "ES256", false, false},
+		{"client-based RS256", true, "RS256", false, false},
+		{"client-based HS256", true, "HS256", false, true},
+		{"CTS-based opaque", false, "ES256", false, true},
+		{"client-based encrypted", true, "ES256", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			doc := fmt.Sprintf(`{"coreOAuth2Config": {"statelessTokensEnabled": %t}, "advancedOAuth2Config": {"tokenSigningAlgorithm": %q}}`,
-				tc.stateless, tc.alg)
+			doc := fmt.Sprintf(`{"coreOAuth2Config": {"statelessTokensEnabled": %t}, "advancedOAuth2Config": {"tokenSigningAlgorithm": %q, "tokenEncryptionEnabled": %t}}`,
+				tc.stateless, tc.alg, tc.encrypted)
 			if status, body := call(t, "PUT", am.URL()+"/json/realms/root/realm-config/services/oauth-oidc", map[string]string{
 				"iPlanetDirectoryPro": admin, "Accept-API-Version": "protocol=1.0,resource=1.0", "Content-Type": "application/json"}, doc); status != 200 {
 				t.Fatalf("PUT oauth-oidc: %d %v", status, body)
@@ -173,8 +131,13 @@ func TestEachTokenFormatThroughTheBroker(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if isJWT := strings.Count(token, ".") == 2; isJWT != tc.stateless {
-				t.Fatalf("token %s a JWT", map[bool]string{true: "is", false: "is not"}[isJWT])
+			// A signed token is a JWS (three parts), an encrypted one a JWE (five).
+			wantDots := map[bool]int{true: 2, false: 0}[tc.stateless]
+			if tc.encrypted {
+				wantDots = 4
+			}
+			if dots := strings.Count(token, "."); dots != wantDots {
+				t.Fatalf("token with %d dots, want %d", dots, wantDots)
 			}
 			before := introspections.Load()
 			if code := connect(t, b.Addr("tcp"), thing, token); code != 0 {
