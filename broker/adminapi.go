@@ -21,7 +21,8 @@ import (
 //	GET  /admin/v1/sessions?sub=ID | ?client_id=ID
 //
 // Every call carries an access token of the broker's identity provider, validated as a thing's token is, with the
-// scope admin_scope names. Without admin_scope the API is off (403, saying how to turn it on); it is never open.
+// scope admin_scope names, or comes over HTTPS with a client certificate of admin_client_ca whose name is in
+// admin_client_names. Without either the API is off (403, saying how to turn it on); it is never open.
 
 // adminRequestMax bounds a revocation request body.
 const adminRequestMax = 16 << 10
@@ -39,19 +40,34 @@ func adminError(w http.ResponseWriter, code int, errCode, description string) {
 	writeJSON(w, code, map[string]string{"error": errCode, "error_description": description})
 }
 
+// adminIdentity is who called the administrator's API, for the audit log.
+type adminIdentity struct {
+	Subject  string // the token's subject, or the certificate's name
+	ClientID string // the token's client, or "mtls"
+}
+
 // adminCaller authenticates an API call; it answers the refusal itself and returns ok=false.
-func (b *Broker) adminCaller(w http.ResponseWriter, r *http.Request) (*introspect.Token, bool) {
+func (b *Broker) adminCaller(w http.ResponseWriter, r *http.Request) (adminIdentity, bool) {
+	if name, ok := b.adminCertificate(r); ok {
+		return adminIdentity{Subject: name, ClientID: "mtls"}, true
+	}
 	if b.cfg.AdminScope == "" || b.validator == nil {
+		if len(b.cfg.AdminClientNames) > 0 {
+			adminError(w, http.StatusUnauthorized, "invalid_client",
+				"a client certificate of admin_client_ca with a name in admin_client_names is required")
+			return adminIdentity{}, false
+		}
 		adminError(w, http.StatusForbidden, "admin_api_disabled",
 			"the administrator's API is off: set admin_scope in imb.yaml to the scope an access token of the broker's "+
-				"identity provider must carry to call it, and present such a token as Authorization: Bearer (docs/revocation.md)")
-		return nil, false
+				"identity provider must carry to call it, and present such a token as Authorization: Bearer, or "+
+				"admin_tls_cert, admin_client_ca and admin_client_names for client certificates (docs/revocation.md)")
+		return adminIdentity{}, false
 	}
 	token, ok := bearer(r)
 	if !ok || token == "" {
 		adminError(w, http.StatusUnauthorized, "invalid_request",
 			"an access token with scope "+b.cfg.AdminScope+" is required as Authorization: Bearer (imb revoke gets one by client credentials)")
-		return nil, false
+		return adminIdentity{}, false
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), b.cfg.ValidateTimeout)
 	defer cancel()
@@ -59,15 +75,38 @@ func (b *Broker) adminCaller(w http.ResponseWriter, r *http.Request) (*introspec
 	switch {
 	case errors.Is(err, introspect.ErrUnavailable) || errors.Is(err, introspect.ErrBusy):
 		adminError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the identity provider cannot judge the token now")
-		return nil, false
+		return adminIdentity{}, false
 	case err != nil:
 		adminError(w, http.StatusUnauthorized, "invalid_token", "the access token is not accepted")
-		return nil, false
+		return adminIdentity{}, false
 	case !slices.Contains(tok.Scopes, b.cfg.AdminScope):
 		adminError(w, http.StatusForbidden, "insufficient_scope", "the access token lacks scope "+b.cfg.AdminScope)
-		return nil, false
+		return adminIdentity{}, false
 	}
-	return tok, true
+	return adminIdentity{Subject: tok.Principal.Subject, ClientID: tok.ClientID}, true
+}
+
+// adminCertificate returns the name under which a verified client certificate
+// may call the administrator's API: the first of its names (subject common
+// name, then DNS, URI and email subject alternative names) that
+// admin_client_names lists. The TLS handshake has verified the chain against
+// admin_client_ca.
+func (b *Broker) adminCertificate(r *http.Request) (string, bool) {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(b.cfg.AdminClientNames) == 0 {
+		return "", false
+	}
+	leaf := r.TLS.VerifiedChains[0][0]
+	names := append([]string{leaf.Subject.CommonName}, leaf.DNSNames...)
+	for _, u := range leaf.URIs {
+		names = append(names, u.String())
+	}
+	names = append(names, leaf.EmailAddresses...)
+	for _, n := range names {
+		if n != "" && slices.Contains(b.cfg.AdminClientNames, n) {
+			return n, true
+		}
+	}
+	return "", false
 }
 
 // revocationRequest is the body of POST /admin/v1/revocations: exactly one of Sub, ClientID and TokenSHA256.
@@ -128,7 +167,7 @@ func (b *Broker) serveRevocation(w http.ResponseWriter, r *http.Request) {
 	if q.Reason != "" {
 		reason += ": " + q.Reason
 	}
-	b.cfg.Audit.Warn("administrator's revocation", "event", "admin_revocation", "by", caller.Principal.Subject,
+	b.cfg.Audit.Warn("administrator's revocation", "event", "admin_revocation", "by", caller.Subject,
 		"by_client", caller.ClientID, "match", m.String(), "reason", reason)
 	n := b.revoke(m, time.Now(), reason, "")
 	writeJSON(w, http.StatusOK, map[string]any{"revoked": m.String(), "node": b.nodeName(), "sessions_ended_here": n,

@@ -121,6 +121,16 @@ type Config struct {
 	// AdminScope is the scope an access token of the identity provider must carry to call the administrator's
 	// API (POST /admin/v1/revocations, GET /admin/v1/sessions); without it that API answers 403.
 	AdminScope string `yaml:"admin_scope"`
+	// AdminTLSCert and AdminTLSKey make the admin listener serve HTTPS (PEM files).
+	AdminTLSCert string `yaml:"admin_tls_cert"`
+	AdminTLSKey  string `yaml:"admin_tls_key"`
+	// AdminClientCA is a PEM CA bundle: a client certificate it issued, presented to the HTTPS admin listener,
+	// may call the administrator's API when one of its names is in AdminClientNames (the alternative to an access
+	// token with admin_scope). Health probes and scrapers need no certificate.
+	AdminClientCA string `yaml:"admin_client_ca"`
+	// AdminClientNames are the certificate names (subject common name, DNS, URI or email subject alternative
+	// names) allowed to call the administrator's API with a client certificate.
+	AdminClientNames []string `yaml:"admin_client_names"`
 	// RevocationRetention is how long a revocation (an event or an administrator's) is remembered to refuse the
 	// tokens it names (default 24h; longer than the identity provider's access tokens live).
 	RevocationRetention time.Duration `yaml:"revocation_retention"`
@@ -361,6 +371,14 @@ func (c *Config) fill() error {
 		// several nodes can be read together.
 		c.Logger, c.Audit = c.Logger.With("node", c.Cluster.NodeName), c.Audit.With("node", c.Cluster.NodeName)
 	}
+	switch {
+	case (c.AdminTLSCert == "") != (c.AdminTLSKey == ""):
+		return errors.New("admin_tls_cert and admin_tls_key go together")
+	case c.AdminClientCA != "" && c.AdminTLSCert == "":
+		return errors.New("admin_client_ca needs admin_tls_cert and admin_tls_key: client certificates come with HTTPS")
+	case (c.AdminClientCA == "") != (len(c.AdminClientNames) == 0):
+		return errors.New("admin_client_ca and admin_client_names go together: the CA vouches for a certificate, the names say which may call the administrator's API")
+	}
 	if c.needsTLS() && (c.TLSCert == "" || c.TLSKey == "") {
 		return errors.New("tls_addr, wss_addr and https_addr need tls_cert and tls_key")
 	}
@@ -427,6 +445,32 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 		}
 		conf.ClientCAs = pool
 		conf.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return conf, nil
+}
+
+// adminTLSConfig is the admin listener's TLS configuration (nil: plain HTTP).
+// Client certificates are asked for, verified when given and never required:
+// probes and scrapers reach /healthz, /readyz and /metrics without one.
+func (c *Config) adminTLSConfig() (*tls.Config, error) {
+	if c.AdminTLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.AdminTLSCert, c.AdminTLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("admin tls: load %s and %s: %w", c.AdminTLSCert, c.AdminTLSKey, err)
+	}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.AdminClientCA != "" {
+		pem, err := os.ReadFile(c.AdminClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("admin_client_ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("admin_client_ca %s: no PEM certificate found", c.AdminClientCA)
+		}
+		conf.ClientCAs, conf.ClientAuth = pool, tls.VerifyClientCertIfGiven
 	}
 	return conf, nil
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"imb/internal/issuer"
 	"imb/internal/mqtttest"
 	"imb/internal/settest"
+	"imb/internal/testpki"
 	"imb/ssf"
 )
 
@@ -280,7 +282,13 @@ func TestSETClaimsChange(t *testing.T) {
 // admin calls the administrator's API with token ("" sends none).
 func admin(t testing.TB, adminAddr, method, path, token, body string) (int, map[string]any) {
 	t.Helper()
-	req, err := http.NewRequest(method, "http://"+adminAddr+path, strings.NewReader(body))
+	return adminWith(t, http.DefaultClient, "http://"+adminAddr, method, path, token, body)
+}
+
+// adminWith is admin through client, to base (scheme and address).
+func adminWith(t testing.TB, client *http.Client, base, method, path, token, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +296,7 @@ func admin(t testing.TB, adminAddr, method, path, token, body string) (int, map[
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,6 +400,74 @@ func TestAdminAPI(t *testing.T) {
 	}
 	if r.ClosedWithin(50 * time.Millisecond) {
 		t.Fatal("revoking other things disconnected t1")
+	}
+}
+
+// TestAdminAPIClientCertificate: over the HTTPS admin listener a client
+// certificate of admin_client_ca whose name admin_client_names lists calls the
+// administrator's API without a token; a certificate of that CA with another
+// name, one of another CA, or none is refused and changes nothing, while the
+// probes answer without a certificate.
+func TestAdminAPIClientCertificate(t *testing.T) {
+	pki, other := testpki.New(t), testpki.New(t)
+	b, iss := startBroker(t, func(c *Config) {
+		c.AdminTLSCert, c.AdminTLSKey, c.AdminClientCA = pki.CertFile, pki.KeyFile, pki.CAFile
+		c.AdminClientNames = []string{"ops-console"}
+	})
+	base := "https://" + b.Addr("admin")
+	client := func(cert *tls.Certificate) *http.Client {
+		conf := &tls.Config{RootCAs: pki.Pool}
+		if cert != nil {
+			conf.Certificates = []tls.Certificate{*cert}
+		}
+		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: conf}}
+	}
+	ops, stranger, foreign := pki.Client(t, "ops-console"), pki.Client(t, "someone-else"), other.Client(t, "ops-console")
+	addr := b.Addr("tcp")
+	token := iss.Mint(issuer.Claims{"sub": "t1", "scope": "publish"}, time.Hour)
+	r := mqtttest.Connect(t, addr, "t1", token)
+
+	for name, c := range map[string]*http.Client{"no certificate": client(nil), "another name": client(&stranger)} {
+		code, body := adminWith(t, c, base, http.MethodPost, "/admin/v1/revocations", "", `{"sub":"t1"}`)
+		if code != http.StatusUnauthorized || body["error"] != "invalid_client" {
+			t.Errorf("%s: %d %v, want 401 invalid_client", name, code, body)
+		}
+	}
+	// A certificate of another CA does not get through the handshake.
+	if _, err := client(&foreign).Get(base + "/admin/v1/sessions"); err == nil {
+		t.Error("a certificate of another CA was accepted")
+	}
+	if resp, err := client(nil).Get(base + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz without a certificate: %v %v", resp, err)
+	}
+	if r.ClosedWithin(50 * time.Millisecond) {
+		t.Fatal("a refused call disconnected the thing")
+	}
+	code, body := adminWith(t, client(&ops), base, http.MethodGet, "/admin/v1/sessions?sub=t1", "", "")
+	if sessions, _ := body["sessions"].([]any); code != http.StatusOK || len(sessions) != 1 {
+		t.Fatalf("sessions with the certificate: %d %v", code, body)
+	}
+	start := time.Now()
+	code, body = adminWith(t, client(&ops), base, http.MethodPost, "/admin/v1/revocations", "", `{"sub":"t1","reason":"lost"}`)
+	if code != http.StatusOK || body["sessions_ended_here"] != float64(1) {
+		t.Fatalf("revoke with the certificate: %d %v", code, body)
+	}
+	t.Logf("admin call to DISCONNECT: %s", expectDisconnect(t, r, start, time.Second))
+	expectRefused(t, addr, "t1", token)
+}
+
+// TestAdminTLSConfigErrors: the admin TLS keys go together, each refusal saying which.
+func TestAdminTLSConfigErrors(t *testing.T) {
+	for name, c := range map[string]Config{
+		"cert without key": {AdminTLSCert: "c.pem"},
+		"CA without TLS":   {AdminClientCA: "ca.pem", AdminClientNames: []string{"ops"}},
+		"CA without names": {AdminTLSCert: "c.pem", AdminTLSKey: "k.pem", AdminClientCA: "ca.pem"},
+		"names without CA": {AdminTLSCert: "c.pem", AdminTLSKey: "k.pem", AdminClientNames: []string{"ops"}},
+	} {
+		c.AllowAll, c.MQTTAddr = true, "127.0.0.1:0"
+		if err := c.fill(); err == nil || !strings.Contains(err.Error(), "admin_") {
+			t.Errorf("%s: %v, want an error naming the admin_ keys", name, err)
+		}
 	}
 }
 

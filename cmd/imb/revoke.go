@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -86,6 +88,9 @@ func runRevoke(args []string, stdout, stderr io.Writer) int {
 	scope := fs.String("scope", "", "scope to ask for: the broker's admin_scope (default: imb dev's, else the client's default scopes)")
 	adminFile := fs.String("admin-file", devAdminFile(), "imb dev's admin client file, read for what the flags leave out")
 	timeout := fs.Duration("timeout", 10*time.Second, "bound on the whole command")
+	certFile := fs.String("cert", "", "client certificate (PEM) for an HTTPS admin listener with admin_client_ca: sent instead of a token")
+	keyFile := fs.String("key", "", "the client certificate's private key (PEM)")
+	caFile := fs.String("cacert", "", "CA bundle (PEM) that issued the admin listener's certificate (default: the system's)")
 	if code := fs.parse(args, 0, stdout, stderr); code >= 0 {
 		return code
 	}
@@ -110,7 +115,15 @@ func runRevoke(args []string, stdout, stderr io.Writer) int {
 		*secret = os.Getenv("IMB_ADMIN_CLIENT_SECRET")
 	}
 	// What the flags leave out comes from imb dev's file, when there is one.
-	if *tokenURL == "" || *client == "" || *secret == "" || *admin == "" {
+	if (*certFile == "") != (*keyFile == "") {
+		return usageErr("--cert and --key go together")
+	}
+	httpClient, err := adminHTTPClient(*certFile, *keyFile, *caFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "imb revoke: %v\n", err)
+		return exitUsage
+	}
+	if *certFile == "" && (*tokenURL == "" || *client == "" || *secret == "" || *admin == "") {
 		if d, err := readDevAdmin(*adminFile); err == nil {
 			fill := func(p *string, v string) {
 				if *p == "" {
@@ -130,15 +143,17 @@ func runRevoke(args []string, stdout, stderr io.Writer) int {
 	if *admin == "" {
 		*admin = "http://127.0.0.1:9100"
 	}
-	if *tokenURL == "" || *client == "" || *secret == "" {
-		return usageErr("no administrator's client: give --token-url, --client and --client-secret (or run imb dev, which writes " + *adminFile + ")")
+	if *certFile == "" && (*tokenURL == "" || *client == "" || *secret == "") {
+		return usageErr("no administrator's client: give --token-url, --client and --client-secret, or --cert and --key (or run imb dev, which writes " + *adminFile + ")")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	token, err := clientCredentials(ctx, *tokenURL, *client, *secret, *scope)
-	if err != nil {
-		fmt.Fprintln(stderr, "imb revoke:", err)
-		return exitRuntime
+	token := ""
+	if *certFile == "" {
+		if token, err = clientCredentials(ctx, *tokenURL, *client, *secret, *scope); err != nil {
+			fmt.Fprintln(stderr, "imb revoke:", err)
+			return exitRuntime
+		}
 	}
 	body, _ := json.Marshal(map[string]string{"sub": *sub, "issuer": *issuer, "client_id": *clientID,
 		"token_sha256": strings.ToLower(*tokenHash), "reason": *reason})
@@ -146,9 +161,11 @@ func runRevoke(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usageErr(fmt.Sprintf("--admin %q: %v", *admin, err))
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		fmt.Fprintln(stderr, "imb revoke: admin API:", err)
 		return exitRuntime
@@ -175,6 +192,34 @@ func runRevoke(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "imb revoke: %s revoked: %d connection(s) ended on node %s%s\n", out.Revoked, out.Sessions, out.Node, where)
 	return exitOK
+}
+
+// adminHTTPClient is the client for the admin call: with a client certificate
+// (mTLS to an admin listener with admin_client_ca) and a CA for the listener's
+// own certificate when given.
+func adminHTTPClient(certFile, keyFile, caFile string) (*http.Client, error) {
+	if certFile == "" && caFile == "" {
+		return http.DefaultClient, nil
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--cert %s and --key %s: %w", certFile, keyFile, err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--cacert: %w", err)
+		}
+		conf.RootCAs = x509.NewCertPool()
+		if !conf.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--cacert %s: no PEM certificate found", caFile)
+		}
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: conf}}, nil
 }
 
 // readDevAdmin reads imb dev's admin client file.

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"io"
 	"log/slog"
 	"os"
@@ -16,6 +19,7 @@ import (
 	"imb/hooks"
 	"imb/internal/issuer"
 	"imb/internal/mqtttest"
+	"imb/internal/testpki"
 )
 
 // TestRevokeAgainstDev: against imb dev, imb revoke needs no flag but the target: imb dev provisioned the
@@ -113,6 +117,70 @@ func TestRevokeWithFlags(t *testing.T) {
 	}
 }
 
+// TestRevokeWithClientCertificate: imb revoke --cert/--key calls an HTTPS admin
+// listener with a client certificate of admin_client_ca instead of a token.
+func TestRevokeWithClientCertificate(t *testing.T) {
+	iss, err := issuer.Start(issuer.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = iss.Close() })
+	pki := testpki.New(t)
+	policy := filepath.Join(t.TempDir(), "topics.yaml")
+	if err := os.WriteFile(policy, []byte("version: 1\nrules: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.Start(context.Background(), broker.Config{MQTTAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+		PolicyFile: policy, Issuer: iss.URL(), JWKSURL: iss.JWKSURL(),
+		AdminTLSCert: pki.CertFile, AdminTLSKey: pki.KeyFile, AdminClientCA: pki.CAFile, AdminClientNames: []string{"ops-console"},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	t.Setenv("IMB_ADMIN_FILE", filepath.Join(t.TempDir(), "none.json"))
+	certFile, keyFile := writeCert(t, pki.Client(t, "ops-console"))
+	strangerCert, strangerKey := writeCert(t, pki.Client(t, "someone"))
+	tok := iss.Mint(issuer.Claims{"sub": "t1"}, time.Hour)
+	r := mqtttest.Connect(t, b.Addr("tcp"), "t1", tok)
+	args := func(cert, key string) []string {
+		return []string{"revoke", "--admin", "https://" + b.Addr("admin"), "--cacert", pki.CAFile,
+			"--cert", cert, "--key", key, "--client-id", "t1"}
+	}
+	var out, errOut strings.Builder
+	if code := run(args(strangerCert, strangerKey), &out, &errOut); code != exitRuntime || !strings.Contains(errOut.String(), "invalid_client") {
+		t.Fatalf("a certificate not named in admin_client_names: exit %d, %q", code, errOut.String())
+	}
+	if r.ClosedWithin(50 * time.Millisecond) {
+		t.Fatal("a refused revocation disconnected the thing")
+	}
+	errOut.Reset()
+	if code := run(args(certFile, keyFile), &out, &errOut); code != 0 {
+		t.Fatalf("imb revoke with the certificate: exit %d %s", code, errOut.String())
+	}
+	if pk, ok := r.Read(time.Second); !ok || pk.FixedHeader.Type != packets.Disconnect || pk.ReasonCode != packets.ErrNotAuthorized.Code {
+		t.Fatalf("want DISCONNECT 0x87, got ok=%v %+v", ok, pk.FixedHeader)
+	}
+}
+
+// writeCert writes a certificate and its key as PEM files.
+func writeCert(t *testing.T, c tls.Certificate) (certFile, keyFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	kb, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
 // TestRevokeUsage: usage errors exit 2 and say what is wrong.
 func TestRevokeUsage(t *testing.T) {
 	t.Setenv("IMB_ADMIN_FILE", filepath.Join(t.TempDir(), "none.json"))
@@ -125,6 +193,8 @@ func TestRevokeUsage(t *testing.T) {
 		{[]string{"revoke", "--client-id", "b", "--issuer", "x"}, "--issuer qualifies --sub"},
 		{[]string{"revoke", "--sub", "a"}, "no administrator's client"},
 		{[]string{"revoke", "--bogus"}, "flag provided but not defined"},
+		{[]string{"revoke", "--sub", "a", "--cert", "c.pem"}, "--cert and --key go together"},
+		{[]string{"revoke", "--sub", "a", "--cert", "/nonexistent/c.pem", "--key", "/nonexistent/k.pem"}, "--cert /nonexistent/c.pem"},
 		{[]string{"revoke", "--sub", "a", "extra"}, "unexpected argument"},
 	} {
 		var out, errOut strings.Builder
